@@ -1,0 +1,250 @@
+//! The coordinator wire protocol.
+//!
+//! One TCP connection per worker process (and one per `ckpt command`).
+//! Every message is one line of JSON terminated by `\n`, at most
+//! [`MAX_LINE`] bytes. The first message on a connection is a [`Hello`]
+//! carrying the protocol version and the computation's secret; the
+//! coordinator closes a connection whose secret is wrong after sending
+//! [`ToClient::Refused`].
+//!
+//! Versioning follows the image format's rule: a change that an older peer
+//! could misread bumps [`PROTOCOL_VERSION`]; peers refuse other versions.
+
+#![deny(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+
+/// Version of this protocol.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest line a peer accepts, newline included.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Default coordinator port (DMTCP uses 7779).
+pub const DEFAULT_PORT: u16 = 7779;
+
+/// What a connection is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A checkpointed process (its writer's checkpoint thread).
+    Worker(WorkerInfo),
+    /// A `ckpt command` client.
+    Command,
+}
+
+/// A worker's identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Program name.
+    pub program: String,
+    /// Virtual pid (what the program sees).
+    pub vpid: i32,
+    /// Real pid on the host.
+    pub real_pid: i32,
+    /// Host name.
+    pub host: String,
+    /// Unique id within the computation (stable across restarts).
+    pub unique_id: String,
+    /// Generation of the image this process was restarted from (0 = never).
+    pub restarted_from: u64,
+}
+
+/// First message on every connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The computation's secret (hex).
+    pub secret: String,
+    /// Who is connecting.
+    pub role: Role,
+}
+
+/// How a checkpoint should be written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRequest {
+    /// Generation number of this checkpoint.
+    pub generation: u64,
+    /// Directory the image goes to.
+    pub dir: String,
+    /// zstd-compress page data.
+    pub compress: bool,
+    /// Store the contents of open regular files.
+    pub open_files: bool,
+    /// Computation id (hex, 32 digits).
+    pub computation_id: String,
+}
+
+/// Coordinator → worker or command client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToClient {
+    /// Hello accepted.
+    Welcome {
+        /// The coordinator's checkpoint interval in seconds (0 = none).
+        interval: u64,
+    },
+    /// Hello refused (bad secret or version).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Worker: write a checkpoint now.
+    Checkpoint(CheckpointRequest),
+    /// Worker: exit now (after `k` / `q`).
+    Kill,
+    /// Command client: the answer to its command.
+    Reply(Reply),
+}
+
+/// Worker or command client → coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToCoordinator {
+    /// First message.
+    Hello(Hello),
+    /// Worker: the checkpoint of `generation` is complete and synced.
+    Checkpointed {
+        /// Generation written.
+        generation: u64,
+        /// Final path of the image.
+        path: String,
+        /// Bytes in the image.
+        bytes: u64,
+    },
+    /// Worker: the checkpoint failed; the process keeps running.
+    CheckpointFailed {
+        /// Generation attempted.
+        generation: u64,
+        /// What went wrong (names the resource and fd when one is at fault).
+        reason: String,
+    },
+    /// Command client: a command.
+    Command(Command),
+}
+
+/// A `ckpt command`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Checkpoint all, return at once.
+    Checkpoint,
+    /// Checkpoint all, return when every image is complete and synced.
+    BlockingCheckpoint,
+    /// Status.
+    Status,
+    /// List the processes.
+    List,
+    /// Kill the computation.
+    Kill,
+    /// Kill the computation and stop the coordinator.
+    Quit,
+    /// Set the checkpoint interval (seconds, 0 = off).
+    Interval(u64),
+}
+
+/// One process as `l` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    /// Position in the list, from 1.
+    pub number: usize,
+    /// The worker.
+    pub info: WorkerInfo,
+    /// RUNNING, CHECKPOINTING, ...
+    pub state: String,
+}
+
+/// Answer to a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Done.
+    Ok {
+        /// What happened, for people.
+        message: String,
+    },
+    /// A checkpoint finished (for `bc`) or was started (for `c`).
+    Checkpointed {
+        /// Generation.
+        generation: u64,
+        /// Images written (empty for `c`).
+        images: Vec<String>,
+    },
+    /// Status.
+    Status {
+        /// Number of processes connected.
+        processes: usize,
+        /// True while a computation is running.
+        running: bool,
+        /// Checkpoint interval in seconds.
+        interval: u64,
+        /// Last completed generation.
+        generation: u64,
+    },
+    /// The process list.
+    List(Vec<ProcessEntry>),
+    /// The command failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Protocol errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The connection failed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line longer than [`MAX_LINE`].
+    #[error("message longer than {MAX_LINE} bytes")]
+    TooLong,
+    /// A line that is not a message of this protocol.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// The peer closed the connection.
+    #[error("peer closed the connection")]
+    Closed,
+}
+
+/// Writes one message as a line.
+pub fn send<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), ProtocolError> {
+    let mut line = serde_json::to_vec(msg)?;
+    line.push(b'\n');
+    w.write_all(&line)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one message; `Ok(None)` at a clean end of stream.
+pub fn recv<R: BufRead, T: for<'de> Deserialize<'de>>(r: &mut R) -> Result<Option<T>, ProtocolError> {
+    let mut line = Vec::new();
+    let n = std::io::Read::take(&mut *r, MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') {
+        return if line.len() > MAX_LINE { Err(ProtocolError::TooLong) } else { Err(ProtocolError::Closed) };
+    }
+    Ok(Some(serde_json::from_slice(&line)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_limits() {
+        let msg = ToCoordinator::Command(Command::Interval(5));
+        let mut buf = Vec::new();
+        send(&mut buf, &msg).unwrap();
+        let got: ToCoordinator = recv(&mut &buf[..]).unwrap().unwrap();
+        assert_eq!(got, msg);
+        let long = vec![b'x'; MAX_LINE + 10];
+        assert!(matches!(recv::<_, ToCoordinator>(&mut &long[..]), Err(ProtocolError::TooLong)));
+        assert!(recv::<_, ToCoordinator>(&mut &b""[..]).unwrap().is_none());
+        assert!(matches!(recv::<_, ToCoordinator>(&mut &b"{}\n"[..]), Err(ProtocolError::Malformed(_))));
+    }
+}
