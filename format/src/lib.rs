@@ -2,5 +2,6 @@
 //!
 //! See `spec/v1.md` for the normative layout.
 
+pub mod abi;
 pub mod model;
 pub use model::*;
