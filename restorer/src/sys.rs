@@ -1,0 +1,184 @@
+//! Raw system calls the restorer's ordinary code needs (memory, signals,
+//! limits). Namespaces and process creation live in `ns_sys.rs`.
+
+use std::io;
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// How an anonymous staging mapping is made.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnonFlags {
+    pub shared: bool,
+    pub grows_down: bool,
+}
+
+/// Reserves `[addr, addr+len)` with PROT_NONE, failing if anything is there.
+pub fn reserve(addr: u64, len: u64) -> io::Result<()> {
+    let flags =
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no
+    // memory the program uses can be affected.
+    let p = unsafe { libc::mmap(addr as *mut _, len as usize, libc::PROT_NONE, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    if p as u64 != addr {
+        // An old kernel ignoring MAP_FIXED_NOREPLACE: undo.
+        // SAFETY: p was just mapped by us and is used by nothing.
+        unsafe { libc::munmap(p, len as usize) };
+        return Err(io::Error::new(io::ErrorKind::AddrInUse, "hole is in use"));
+    }
+    Ok(())
+}
+
+/// Maps fresh zeroed anonymous memory over part of the reserved hole.
+pub fn map_anon_in_hole(addr: u64, len: u64, prot: i32, f: AnonFlags) -> io::Result<()> {
+    let mut flags = libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE;
+    flags |= if f.shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
+    if f.grows_down {
+        flags |= libc::MAP_GROWSDOWN;
+    }
+    // SAFETY: callers pass only ranges inside the hole reserved by
+    // `reserve`, which holds nothing but our own staging memory.
+    let p = unsafe { libc::mmap(addr as *mut _, len as usize, prot, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn mprotect(addr: u64, len: u64, prot: i32) -> io::Result<()> {
+    // SAFETY: changes protection of hole memory only (callers' contract);
+    // no Rust reference to it is alive across the call.
+    check(unsafe { libc::mprotect(addr as *mut _, len as usize, prot) } as libc::c_long).map(drop)
+}
+
+/// Mutable access to memory the restorer mapped in its hole.
+///
+/// Only `stage.rs` calls this, for ranges it mapped read-write itself.
+pub fn hole_mut(addr: u64, len: u64) -> &'static mut [u8] {
+    // SAFETY: the range was mapped PROT_READ|PROT_WRITE by map_anon_in_hole,
+    // stays mapped until the final stage, and the caller holds no other
+    // reference to it.
+    unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len as usize) }
+}
+
+/// Read access to a mapping of ours found in /proc/self/maps (the vdso).
+pub fn mapped(addr: u64, len: u64) -> &'static [u8] {
+    // SAFETY: callers pass a readable range taken from /proc/self/maps that
+    // nothing unmaps before the final stage.
+    unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }
+}
+
+/// Blocks every signal that can be blocked.
+pub fn block_all_signals() -> io::Result<()> {
+    let all: u64 = !0;
+    // SAFETY: rt_sigprocmask with valid pointers to an 8-byte set.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8,
+        )
+    })
+    .map(drop)
+}
+
+/// The kernel's `struct sigaction` (x86_64).
+#[repr(C)]
+struct KSigAction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+/// Installs a disposition exactly as the kernel stored it.
+pub fn rt_sigaction(
+    sig: i32,
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+) -> io::Result<()> {
+    let act = KSigAction {
+        handler,
+        flags,
+        restorer,
+        mask,
+    };
+    // SAFETY: act is a valid kernel sigaction; no handler of ours can run
+    // because every signal is blocked while the restorer works.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &act as *const KSigAction,
+            0usize,
+            8usize,
+        )
+    })
+    .map(drop)
+}
+
+pub fn setrlimit(resource: u32, cur: u64, max: u64) -> io::Result<()> {
+    let l = libc::rlimit64 {
+        rlim_cur: cur,
+        rlim_max: max,
+    };
+    // SAFETY: prlimit64 on ourselves with a valid new-limit pointer.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            &l as *const libc::rlimit64,
+            0usize,
+        )
+    })
+    .map(drop)
+}
+
+pub fn personality(p: u32) -> io::Result<()> {
+    // SAFETY: plain syscall without pointers.
+    check(unsafe { libc::syscall(libc::SYS_personality, p as libc::c_ulong) }).map(drop)
+}
+
+pub fn umask(m: u32) {
+    // SAFETY: plain syscall without pointers.
+    unsafe { libc::umask(m as libc::mode_t) };
+}
+
+/// Duplicates `fd` to the lowest free number >= `min`, close-on-exec.
+pub fn dup_at_least(fd: i32, min: i32) -> io::Result<i32> {
+    // SAFETY: fcntl on an fd we own.
+    check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) } as libc::c_long).map(|r| r as i32)
+}
+
+pub fn dup2(from: i32, to: i32) -> io::Result<()> {
+    // SAFETY: dup2 between fds; callers only target fd numbers the image owns.
+    check(unsafe { libc::dup2(from, to) } as libc::c_long).map(drop)
+}
+
+pub fn lseek(fd: i32, off: u64) -> io::Result<()> {
+    // SAFETY: plain syscall without pointers.
+    check(unsafe { libc::lseek(fd, off as libc::off_t, libc::SEEK_SET) } as libc::c_long).map(drop)
+}
+
+pub fn set_cloexec(fd: i32, on: bool) -> io::Result<()> {
+    let v = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: fcntl on an fd we own.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, v) } as libc::c_long).map(drop)
+}
