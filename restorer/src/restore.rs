@@ -223,8 +223,11 @@ pub fn run(img: &Image, opts: &Options, settings: &Settings) -> ! {
 fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, String> {
     let p = &img.process;
     sys::block_all_signals().map_err(|e| format!("blocking signals: {e}"))?;
+    // musl caches the tid, stale after our raw clone3: ask the kernel.
     // SAFETY: plain syscall without pointers.
-    let (mypid, mytid) = (std::process::id() as i32, unsafe { libc::gettid() });
+    let (mypid, mytid) = (std::process::id() as i32, unsafe {
+        libc::syscall(libc::SYS_gettid)
+    });
     log::info(&format!(
         "restoring pid {} (getpid {mypid}, gettid {mytid})",
         p.pid.0
@@ -791,6 +794,9 @@ fn patch_stack_auxv(img: &Image, places: &[Place], auxv: &[(u64, u64)], new_vdso
     log::warn("auxv not found on the restored stack: AT_SYSINFO_EHDR keeps the old vdso");
 }
 
+/// `sizeof(struct prctl_mm_map)`: 11 addresses, the auxv pointer, two u32.
+const MM_MAP_SIZE: u64 = 104;
+
 /// brk, arg/env, auxv and exe with PR_SET_MM_MAP.
 fn mm_map(img: &Image, plan: &mut Plan, auxv: &[(u64, u64)]) {
     let m = &img.process.mm;
@@ -840,14 +846,14 @@ fn mm_map(img: &Image, plan: &mut Plan, auxv: &[(u64, u64)]) {
     plan.syscall(
         "prctl(PR_SET_MM_MAP) brk/arg/env",
         nr::PRCTL,
-        [pr_set_mm, pr_set_mm_map, plain, 112, 0, 0],
+        [pr_set_mm, pr_set_mm_map, plain, MM_MAP_SIZE, 0, 0],
         blob::CHECK_ERR,
         0,
     );
     plan.syscall(
         "prctl(PR_SET_MM_MAP) auxv",
         nr::PRCTL,
-        [pr_set_mm, pr_set_mm_map, with_auxv, 112, 0, 0],
+        [pr_set_mm, pr_set_mm_map, with_auxv, MM_MAP_SIZE, 0, 0],
         blob::CHECK_NONE,
         0,
     );
@@ -855,7 +861,7 @@ fn mm_map(img: &Image, plan: &mut Plan, auxv: &[(u64, u64)]) {
         plan.syscall(
             "prctl(PR_SET_MM_MAP) exe",
             nr::PRCTL,
-            [pr_set_mm, pr_set_mm_map, a, 112, 0, 0],
+            [pr_set_mm, pr_set_mm_map, a, MM_MAP_SIZE, 0, 0],
             blob::CHECK_NONE,
             0,
         );
