@@ -41,7 +41,7 @@ impl Plan {
 
     /// Appends `bytes` to the data area (16-byte aligned); returns their address.
     pub fn data(&mut self, bytes: &[u8]) -> u64 {
-        while self.data.len() % 16 != 0 {
+        while !self.data.len().is_multiple_of(16) {
             self.data.push(0);
         }
         let addr = self.data_base + self.data.len() as u64;
@@ -91,6 +91,7 @@ impl Plan {
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn mmap_fixed(
         &mut self,
         what: &str,
@@ -207,7 +208,7 @@ pub const THREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
 
 impl ThreadBlock {
     /// The block's bytes; `self_addr` is where it will live (set_tid points into it).
-    pub fn to_bytes(&self, self_addr: u64) -> [u8; TB_SIZE] {
+    pub fn to_bytes(self, self_addr: u64) -> [u8; TB_SIZE] {
         let mut b = [0u8; TB_SIZE];
         let mut put = |off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
         put(TB_FS_BASE, self.fs_base);

@@ -935,9 +935,9 @@ fn thread_block(plan: &mut Plan, t: &Thread, stack: Range) -> ThreadBlock {
 /// Thread creation ops: every other thread first, the leader last.
 fn threads(img: &Image, plan: &mut Plan, stacks: Range) -> Result<(), String> {
     let pid = img.process.pid;
-    let mut slot = 0u64;
     let mut leader = None;
-    for t in &img.threads {
+    for (slot, t) in img.threads.iter().enumerate() {
+        let slot = slot as u64;
         if t.resume.rip == 0 || t.resume.rsp == 0 {
             return Err(format!("thread {} has no resume context", t.tid.0));
         }
@@ -945,7 +945,6 @@ fn threads(img: &Image, plan: &mut Plan, stacks: Range) -> Result<(), String> {
             stacks.start + slot * THREAD_STACK_LEN,
             stacks.start + (slot + 1) * THREAD_STACK_LEN,
         );
-        slot += 1;
         let tb = thread_block(plan, t, st);
         let addr = plan.data(&[0u8; blob::TB_SIZE]);
         plan.overwrite(addr, &tb.to_bytes(addr));
