@@ -1,0 +1,290 @@
+//! The streaming encoder: writes an image front to back over any `Write`,
+//! never seeking, so an image can go to a pipe, ssh or object storage.
+
+use crate::codec::{self, Wire};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::raw::{self, ChunkHeader, IndexEntry, Preamble, RecordHeader, RecordKind, Trailer};
+use std::borrow::Cow;
+use std::io::Write;
+
+/// Largest number of pages one chunk may hold (256 MiB of 4 KiB pages).
+pub const MAX_CHUNK_PAGES: u32 = 65536;
+
+/// A chunk of page data ready to be written: raw pages, or one zstd frame.
+/// Building one is pure, so the writer compresses on several threads and
+/// hands finished chunks to the (single) encoder in any order.
+#[derive(Clone, Debug)]
+pub struct EncodedChunk<'a> {
+    /// Where the pages go.
+    pub meta: ChunkMeta,
+    /// The stored bytes: the pages themselves, or the zstd frame.
+    pub data: Cow<'a, [u8]>,
+}
+
+impl<'a> EncodedChunk<'a> {
+    /// Raw pages (borrowed: nothing is copied).
+    pub fn raw(mut meta: ChunkMeta, pages: &'a [u8]) -> Self {
+        meta.encoding = ChunkEncoding::Raw;
+        EncodedChunk {
+            meta,
+            data: Cow::Borrowed(pages),
+        }
+    }
+
+    /// The pages compressed into one zstd frame at `level`.
+    pub fn zstd(mut meta: ChunkMeta, pages: &[u8], level: i32) -> Result<EncodedChunk<'static>> {
+        meta.encoding = ChunkEncoding::Zstd;
+        let frame = compress_pages(pages, level)?;
+        Ok(EncodedChunk {
+            meta,
+            data: Cow::Owned(frame),
+        })
+    }
+
+    /// A zstd frame the caller compressed itself (with its own allocator).
+    pub fn from_zstd_frame(mut meta: ChunkMeta, frame: Vec<u8>) -> EncodedChunk<'static> {
+        meta.encoding = ChunkEncoding::Zstd;
+        EncodedChunk {
+            meta,
+            data: Cow::Owned(frame),
+        }
+    }
+}
+
+/// Compresses pages into one zstd frame.
+pub fn compress_pages(pages: &[u8], level: i32) -> Result<Vec<u8>> {
+    zstd::bulk::compress(pages, level).map_err(|e| Error::Io {
+        offset: 0,
+        source: e,
+    })
+}
+
+/// Writes an image. Records may come in any order after the header, except
+/// that a chunk must follow the region it belongs to; `finish` writes the
+/// index and trailer.
+pub struct Encoder<W: Write> {
+    w: W,
+    offset: u64,
+    crc: crc32fast::Hasher,
+    index: Vec<IndexEntry>,
+    page_size: u64,
+    /// (start, end) of every region written so far.
+    regions: Vec<(u64, u64)>,
+    process_written: bool,
+}
+
+impl<W: Write> Encoder<W> {
+    /// Starts an image: writes the preamble and the HEADER record.
+    pub fn new(w: W, header: &ImageHeader) -> Result<Self> {
+        let ps = header.page_size as u64;
+        if !(4096..=65536).contains(&ps) || !ps.is_power_of_two() {
+            return Err(Error::Usage(
+                "page size must be a power of two from 4 KiB to 64 KiB",
+            ));
+        }
+        let mut e = Encoder {
+            w,
+            offset: 0,
+            crc: crc32fast::Hasher::new(),
+            index: Vec::new(),
+            page_size: ps,
+            regions: Vec::new(),
+            process_written: false,
+        };
+        e.put(&raw::to_bytes(&Preamble::current()))?;
+        e.record(RecordKind::Header, &codec::encode(header))?;
+        Ok(e)
+    }
+
+    /// Bytes written so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn put(&mut self, b: &[u8]) -> Result<()> {
+        self.w.write_all(b).map_err(|source| Error::Io {
+            offset: self.offset,
+            source,
+        })?;
+        self.crc.update(b);
+        self.offset += b.len() as u64;
+        Ok(())
+    }
+
+    fn record(&mut self, kind: RecordKind, payload: &[u8]) -> Result<()> {
+        self.write_raw_record(kind.code(), kind.default_flags(), payload)
+    }
+
+    /// Writes a record as it is: used by `repack` to carry records it does
+    /// not understand but that are safe to copy.
+    pub fn write_raw_record(&mut self, kind: u16, flags: u16, payload: &[u8]) -> Result<()> {
+        let h = RecordHeader::new(
+            RecordKind::from_code(kind),
+            flags,
+            payload.len() as u64,
+            crc32fast::hash(payload),
+        );
+        self.index.push(IndexEntry {
+            offset: self.offset,
+            kind,
+            flags,
+            reserved: 0,
+        });
+        self.put(&raw::to_bytes(&h))?;
+        self.put(payload)
+    }
+
+    fn meta<T: Wire>(&mut self, kind: RecordKind, v: &T) -> Result<()> {
+        self.record(kind, &codec::encode(v))
+    }
+
+    /// The PROCESS record (exactly once).
+    pub fn process(&mut self, p: &Process) -> Result<()> {
+        if self.process_written {
+            return Err(Error::Usage("PROCESS written twice"));
+        }
+        self.process_written = true;
+        self.meta(RecordKind::Process, p)
+    }
+
+    /// A THREAD record.
+    pub fn thread(&mut self, t: &Thread) -> Result<()> {
+        self.meta(RecordKind::Thread, t)
+    }
+
+    /// A REGION record; returns its index for the chunks that follow.
+    pub fn region(&mut self, r: &Region) -> Result<u32> {
+        let (s, e) = (r.start.0, r.end.0);
+        if s >= e || s % self.page_size != 0 || e % self.page_size != 0 {
+            return Err(Error::Usage("region must be non-empty and page-aligned"));
+        }
+        self.meta(RecordKind::Region, r)?;
+        self.regions.push((s, e));
+        Ok((self.regions.len() - 1) as u32)
+    }
+
+    /// An FD record.
+    pub fn fd(&mut self, f: &FdEntry) -> Result<()> {
+        self.meta(RecordKind::Fd, f)
+    }
+
+    /// The SIGNALS record.
+    pub fn signals(&mut self, s: &SignalState) -> Result<()> {
+        self.meta(RecordKind::Signals, s)
+    }
+
+    /// The TIMERS record.
+    pub fn timers(&mut self, t: &Timers) -> Result<()> {
+        self.meta(RecordKind::Timers, t)
+    }
+
+    /// The RLIMITS record.
+    pub fn rlimits(&mut self, r: &[Rlimit]) -> Result<()> {
+        self.meta(RecordKind::Rlimits, &r.to_vec())
+    }
+
+    /// The PID_TABLE record.
+    pub fn pid_table(&mut self, p: &[PidEntry]) -> Result<()> {
+        self.meta(RecordKind::PidTable, &p.to_vec())
+    }
+
+    /// A SOCKET_PEER record.
+    pub fn socket_peer(&mut self, p: &SocketPeer) -> Result<()> {
+        self.meta(RecordKind::SocketPeer, p)
+    }
+
+    /// A PAGES record. Raw data is placed at a page-aligned file offset.
+    pub fn chunk(&mut self, c: &EncodedChunk<'_>) -> Result<()> {
+        let m = &c.meta;
+        let &(rs, re) = self
+            .regions
+            .get(m.region as usize)
+            .ok_or(Error::Usage("chunk before its region"))?;
+        let len = m.pages as u64 * self.page_size;
+        if m.pages == 0 || m.pages > MAX_CHUNK_PAGES || m.addr.0 % self.page_size != 0 {
+            return Err(Error::Usage("chunk page count or address invalid"));
+        }
+        if m.addr.0 < rs || m.addr.0.checked_add(len).is_none_or(|end| end > re) {
+            return Err(Error::Usage("chunk outside its region"));
+        }
+        let encoding = match m.encoding {
+            ChunkEncoding::Raw => {
+                if c.data.len() as u64 != len {
+                    return Err(Error::Usage("raw chunk length is not pages * page size"));
+                }
+                0
+            }
+            ChunkEncoding::Zstd => 1,
+        };
+        let data_start = self.offset + raw::RECORD_HEADER_LEN + raw::CHUNK_HEADER_LEN;
+        let pad = if encoding == 0 {
+            (self.page_size - data_start % self.page_size) % self.page_size
+        } else {
+            0
+        };
+        let h = ChunkHeader {
+            region: m.region,
+            pages: m.pages,
+            addr: m.addr.0,
+            encoding,
+            reserved: [0; 3],
+            pad: pad as u32,
+            stored_len: c.data.len() as u64,
+        };
+        let hb = raw::to_bytes(&h);
+        let zeros = vec![0u8; pad as usize];
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&hb);
+        crc.update(&zeros);
+        crc.update(&c.data);
+        let payload_len = hb.len() as u64 + pad + c.data.len() as u64;
+        let kind = RecordKind::Pages;
+        let rh = RecordHeader::new(kind, kind.default_flags(), payload_len, crc.finalize());
+        self.index.push(IndexEntry {
+            offset: self.offset,
+            kind: kind.code(),
+            flags: rh.flags,
+            reserved: 0,
+        });
+        self.put(&raw::to_bytes(&rh))?;
+        self.put(&hb)?;
+        self.put(&zeros)?;
+        self.put(&c.data)
+    }
+
+    /// Writes the INDEX record and the trailer; returns the writer.
+    pub fn finish(mut self) -> Result<W> {
+        if !self.process_written {
+            return Err(Error::Usage("image has no PROCESS record"));
+        }
+        let index_offset = self.offset;
+        let count = self.index.len() as u64;
+        let mut payload = Vec::with_capacity(8 + self.index.len() * 16);
+        payload.extend_from_slice(&count.to_le_bytes());
+        for e in &self.index {
+            payload.extend_from_slice(&raw::to_bytes(e));
+        }
+        let kind = RecordKind::Index;
+        let h = RecordHeader::new(
+            kind,
+            kind.default_flags(),
+            payload.len() as u64,
+            crc32fast::hash(&payload),
+        );
+        self.put(&raw::to_bytes(&h))?;
+        self.put(&payload)?;
+        let t = Trailer::new(index_offset, count, self.crc.clone().finalize());
+        let tb = raw::to_bytes(&t);
+        self.w.write_all(&tb).map_err(|source| Error::Io {
+            offset: self.offset,
+            source,
+        })?;
+        self.offset += tb.len() as u64;
+        self.w.flush().map_err(|source| Error::Io {
+            offset: self.offset,
+            source,
+        })?;
+        Ok(self.w)
+    }
+}
