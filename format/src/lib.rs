@@ -22,6 +22,7 @@ mod mapped;
 #[allow(missing_docs)] // TODO(docs): field meanings are in spec/v1.md §4 tables
 pub mod model;
 pub mod raw;
+pub mod sample;
 mod stream;
 pub mod validate;
 
