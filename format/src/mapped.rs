@@ -199,13 +199,13 @@ impl MappedImage {
     pub fn fds(&self) -> &[FdEntry] {
         &self.meta.fds
     }
-    /// SIGNALS (default when absent).
-    pub fn signals(&self) -> SignalState {
-        self.meta.signals.clone().unwrap_or_default()
+    /// SIGNALS, when the image has the record.
+    pub fn signals(&self) -> Option<&SignalState> {
+        self.meta.signals.as_ref()
     }
-    /// TIMERS (default when absent).
-    pub fn timers(&self) -> Timers {
-        self.meta.timers.clone().unwrap_or_default()
+    /// TIMERS, when the image has the record.
+    pub fn timers(&self) -> Option<&Timers> {
+        self.meta.timers.as_ref()
     }
     /// RLIMITS.
     pub fn rlimits(&self) -> &[Rlimit] {

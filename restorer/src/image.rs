@@ -47,6 +47,7 @@ impl Image {
     pub fn validate(&self) -> Vec<String> {
         self.mapped
             .validate()
+            .problems
             .iter()
             .map(|p| p.to_string())
             .collect()

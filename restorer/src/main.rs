@@ -10,10 +10,6 @@
 //! signal N; 125 if the final stage failed).
 
 mod blob;
-#[cfg(feature = "mapped-image")]
-mod image;
-#[cfg(not(feature = "mapped-image"))]
-#[path = "image_stub.rs"]
 mod image;
 mod layout;
 mod log;
