@@ -1,0 +1,133 @@
+//! `ckpt image extract`: the raw bytes of memory regions. Pages the image
+//! does not store (never touched, all zero, or left to a by-reference
+//! file) read as zeros.
+
+use anyhow::{bail, Context};
+use ckpt_format::{MappedImage, Region};
+use std::io::Write;
+use std::path::Path;
+
+/// Finds a region by index (`3`) or by an address inside it (`0x...`).
+pub fn find_region(img: &MappedImage, sel: &str) -> anyhow::Result<usize> {
+    if let Some(hex) = sel.strip_prefix("0x").or_else(|| sel.strip_prefix("0X")) {
+        let addr = u64::from_str_radix(hex, 16).with_context(|| format!("bad address {sel}"))?;
+        return img
+            .regions()
+            .iter()
+            .position(|r| r.start.0 <= addr && addr < r.end.0)
+            .with_context(|| format!("no region contains address {addr:#x}"));
+    }
+    let i: usize = sel
+        .parse()
+        .with_context(|| format!("--region takes an index or a 0x address, not {sel}"))?;
+    if i >= img.regions().len() {
+        bail!(
+            "region index {i} out of range (the image has {} regions)",
+            img.regions().len()
+        );
+    }
+    Ok(i)
+}
+
+/// Writes region `i`'s bytes to `out`, chunk by chunk (bounded memory).
+pub fn write_region(img: &MappedImage, i: usize, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let r: &Region = &img.regions()[i];
+    let ps = img.page_size();
+    let mut chunks: Vec<_> = img
+        .chunks()
+        .iter()
+        .filter(|c| c.meta.region as usize == i)
+        .collect();
+    chunks.sort_by_key(|c| c.meta.addr);
+    let zeros = vec![0u8; 1 << 20];
+    let mut pos = r.start.0;
+    let mut buf = Vec::new();
+    let fill = |out: &mut dyn Write, mut n: u64| -> std::io::Result<()> {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64);
+            out.write_all(&zeros[..k as usize])?;
+            n -= k;
+        }
+        Ok(())
+    };
+    for c in chunks {
+        fill(out, c.meta.addr.0 - pos)?;
+        buf.resize((c.meta.pages as u64 * ps) as usize, 0);
+        img.read_chunk(c, &mut buf)
+            .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
+        out.write_all(&buf)?;
+        pos = c.meta.addr.0 + buf.len() as u64;
+    }
+    fill(out, r.end.0 - pos)?;
+    Ok(r.end.0 - r.start.0)
+}
+
+fn file_name(i: usize, r: &Region) -> String {
+    let name: String = String::from_utf8_lossy(&r.name)
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('_');
+    format!(
+        "{i:03}-{:x}-{:x}{}{}.bin",
+        r.start.0,
+        r.end.0,
+        if name.is_empty() { "" } else { "-" },
+        name
+    )
+}
+
+pub fn run(
+    path: &Path,
+    region: Option<&str>,
+    output: Option<&Path>,
+    all: Option<&Path>,
+) -> anyhow::Result<i32> {
+    let img =
+        MappedImage::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    if let Some(dir) = all {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (i, r) in img.regions().iter().enumerate() {
+            let p = dir.join(file_name(i, r));
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            );
+            write_region(&img, i, &mut f)?;
+            f.flush()?;
+        }
+        eprintln!(
+            "extracted {} regions into {}",
+            img.regions().len(),
+            dir.display()
+        );
+        return Ok(0);
+    }
+    let i = find_region(&img, region.expect("clap requires --region or --all"))?;
+    match output {
+        Some(p) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            );
+            write_region(&img, i, &mut f)?;
+            f.flush()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            write_region(&img, i, &mut lock)?;
+            lock.flush()?;
+        }
+    }
+    Ok(0)
+}
