@@ -16,6 +16,12 @@ use crate::raw::RecordKind;
 
 /// Longest UTF-8 string field (names, host names, versions).
 pub const MAX_STRING: u64 = 1 << 20;
+/// Longest path-like byte string: file paths, region names, and each
+/// command-line and environment entry (the kernel's own limits are far
+/// lower: PATH_MAX 4096, MAX_ARG_STRLEN 128 KiB). Data fields (file
+/// contents, buffered pipe and socket bytes) are bounded only by the
+/// record payload limit.
+pub const MAX_PATH: u64 = 1 << 20;
 /// Largest XSAVE area a thread record may carry.
 pub const MAX_XSAVE: u64 = 64 << 10;
 
@@ -199,6 +205,47 @@ impl Wire for String {
     }
 }
 
+/// A byte string of at most `limit` bytes, checked before anything is
+/// allocated.
+fn get_limited(r: &mut In<'_>, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+    let at = r.at();
+    let n = u32::get(r)? as u64;
+    if n > limit {
+        return Err(Error::LimitExceeded {
+            at,
+            what,
+            value: n,
+            limit,
+        });
+    }
+    Ok(r.take(n)?.to_vec())
+}
+
+/// A path-like byte string: at most [`MAX_PATH`] bytes.
+fn get_path(r: &mut In<'_>) -> Result<Vec<u8>> {
+    get_limited(r, MAX_PATH, "path length")
+}
+
+/// A list of path-like byte strings (command line, environment).
+fn get_paths(r: &mut In<'_>) -> Result<Vec<Vec<u8>>> {
+    let n = r.count("list length")?;
+    let mut v = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        v.push(get_path(r)?);
+    }
+    Ok(v)
+}
+
+/// Inotify watches: (path, mask) pairs.
+fn get_watches(r: &mut In<'_>) -> Result<Vec<(Vec<u8>, u32)>> {
+    let n = r.count("list length")?;
+    let mut v = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        v.push((get_path(r)?, u32::get(r)?));
+    }
+    Ok(v)
+}
+
 impl<T: Wire> Wire for Option<T> {
     fn put(&self, w: &mut Vec<u8>) {
         match self {
@@ -247,12 +294,27 @@ wire_newtype!(
     SockAddr(Vec<u8>)
 );
 
-/// Structs are their fields in order.
+/// Reads one struct field: by its type, or (`path`, `paths`) with the
+/// path length limit.
+macro_rules! get_field {
+    ($r:ident) => {
+        Wire::get($r)?
+    };
+    ($r:ident, path) => {
+        get_path($r)?
+    };
+    ($r:ident, paths) => {
+        get_paths($r)?
+    };
+}
+
+/// Structs are their fields in order. `field: path` marks a byte string
+/// held to [`MAX_PATH`], `field: paths` a list of them.
 macro_rules! wire_struct {
-    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
+    ($($t:ident { $($f:ident $(: $how:ident)?),* $(,)? })*) => {$(
         impl Wire for $t {
             fn put(&self, w: &mut Vec<u8>) { $(self.$f.put(w);)* }
-            fn get(r: &mut In<'_>) -> Result<Self> { Ok($t { $($f: Wire::get(r)?,)* }) }
+            fn get(r: &mut In<'_>) -> Result<Self> { Ok($t { $($f: get_field!(r $(, $how)?),)* }) }
         }
     )*};
 }
@@ -262,15 +324,15 @@ wire_struct! {
     HostFingerprint { hostname, kernel_release, libc_version, vdso_symbols, xsave_features, xsave_size, cpu_flags, rseq_size }
     ImageHeader { writer_version, arch, page_size, created_ns, computation_id, generation, vpid, real_pid, program, unique_id, host }
     MmLayout { start_code, end_code, start_data, end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end }
-    Process { pid, ppid, pgid, sid, uid, gid, groups, cwd, umask, exe, cmdline, environ, auxv, personality, mm, sched_policy, nice, restart_info_addr }
+    Process { pid, ppid, pgid, sid, uid, gid, groups, cwd: path, umask, exe: path, cmdline: paths, environ: paths, auxv, personality, mm, sched_policy, nice, restart_info_addr }
     GpRegs { r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs }
     ResumeContext { rip, rsp, rbx, rbp, r12, r13, r14, r15 }
     SigAltStack { sp, flags, size }
     Rseq { addr, len, sig }
     PendingSignal { signo, code, errno, pid, uid, value }
-    FileIdentity { path, dev, inode, size, mtime_ns }
+    FileIdentity { path: path, dev, inode, size, mtime_ns }
     FileBacking { file, offset, storage }
-    Region { start, end, prot, shared, grows_down, kind, name, backing }
+    Region { start, end, prot, shared, grows_down, kind, name: path, backing }
     SockOpt { level, name, value }
     EpollEntry { fd, events, data }
     FdEntry { fd, fd_flags, ofd_id, status_flags, kind }
@@ -305,16 +367,7 @@ impl Wire for Thread {
         let flags = ThreadFlags::get(r)?;
         let name = String::get(r)?;
         let regs = GpRegs::get(r)?;
-        let at = r.at();
-        let xsave = Vec::<u8>::get(r)?;
-        if xsave.len() as u64 > MAX_XSAVE {
-            return Err(Error::LimitExceeded {
-                at,
-                what: "XSAVE area",
-                value: xsave.len() as u64,
-                limit: MAX_XSAVE,
-            });
-        }
+        let xsave = get_limited(r, MAX_XSAVE, "XSAVE area size")?;
         Ok(Thread {
             tid,
             flags,
@@ -503,7 +556,7 @@ impl Wire for FdKind {
                 contents: Wire::get(g)?,
             },
             DIRECTORY => FdKind::Directory {
-                path: Wire::get(g)?,
+                path: get_path(g)?,
                 offset: Wire::get(g)?,
             },
             PIPE => FdKind::Pipe {
@@ -512,11 +565,11 @@ impl Wire for FdKind {
                 buffered: Wire::get(g)?,
             },
             FIFO => FdKind::Fifo {
-                path: Wire::get(g)?,
+                path: get_path(g)?,
                 buffered: Wire::get(g)?,
             },
             TTY => FdKind::Tty {
-                path: Wire::get(g)?,
+                path: get_path(g)?,
                 termios: Wire::get(g)?,
                 rows: Wire::get(g)?,
                 cols: Wire::get(g)?,
@@ -555,10 +608,10 @@ impl Wire for FdKind {
                 value_ns: Wire::get(g)?,
             },
             INOTIFY => FdKind::Inotify {
-                watches: Wire::get(g)?,
+                watches: get_watches(g)?,
             },
             DEVICE => FdKind::Device {
-                path: Wire::get(g)?,
+                path: get_path(g)?,
                 rdev: Wire::get(g)?,
             },
             t => return Err(g.bad(format!("fd kind tag {t}"))),

@@ -3,7 +3,7 @@
 //! checking and decoding page-data chunks.
 
 use crate::codec;
-use crate::encode::MAX_CHUNK_PAGES;
+use crate::encode::{max_zstd_len, MAX_CHUNK_BYTES, MAX_CHUNK_PAGES};
 use crate::error::{malformed, At, Error, Result};
 use crate::model::*;
 use crate::raw::{self, ChunkHeader, Preamble, RecordHeader, RecordKind};
@@ -11,10 +11,10 @@ use crate::raw::{self, ChunkHeader, Preamble, RecordHeader, RecordKind};
 /// Largest payload of a metadata record (anything but PAGES).
 pub const MAX_METADATA_PAYLOAD: u64 = 256 << 20;
 
-/// Largest PAGES payload: a full chunk of the largest page size, plus
-/// room for zstd's worst-case expansion and the pad.
+/// Largest PAGES payload: the chunk header, the largest pad (below the
+/// largest page size) and a zstd frame of the largest chunk.
 pub const MAX_PAGES_PAYLOAD: u64 =
-    MAX_CHUNK_PAGES as u64 * 65536 + (MAX_CHUNK_PAGES as u64 * 65536) / 128 + (1 << 20);
+    raw::CHUNK_HEADER_LEN + 65536 + MAX_CHUNK_BYTES + MAX_CHUNK_BYTES / 128 + 4096;
 
 /// Checks the 16-byte preamble; returns (major, minor).
 pub(crate) fn check_preamble(b: &[u8]) -> Result<(u16, u16)> {
@@ -55,16 +55,22 @@ pub(crate) fn check_preamble(b: &[u8]) -> Result<(u16, u16)> {
     Ok((p.major, p.minor))
 }
 
-/// Checks a record header's CRC, reserved bits and payload limit.
+/// Checks a record header completely: [`check_record_frame`] then
+/// [`check_record_semantics`].
 pub(crate) fn check_record_header(b: &[u8], offset: u64) -> Result<RecordHeader> {
+    let h = check_record_frame(b, offset)?;
+    check_record_semantics(&h, offset)?;
+    Ok(h)
+}
+
+/// Checks what the framing depends on: the header CRC (so the payload
+/// length can be trusted) and the payload length limit. A failure here
+/// means the reader cannot tell where the next record starts.
+pub(crate) fn check_record_frame(b: &[u8], offset: u64) -> Result<RecordHeader> {
     let h: RecordHeader =
         raw::from_bytes(b).ok_or_else(|| malformed(offset, None, "short record header"))?;
     let computed = crc32fast::hash(&b[..20]);
     let kind = RecordKind::from_code(h.kind);
-    let at = At {
-        offset,
-        record: Some(kind),
-    };
     if computed != h.header_crc {
         // The kind itself may be what is corrupt: do not name it.
         return Err(Error::Crc {
@@ -77,13 +83,6 @@ pub(crate) fn check_record_header(b: &[u8], offset: u64) -> Result<RecordHeader>
             computed,
         });
     }
-    if h.flags & !raw::FLAGS_KNOWN != 0 || h.reserved != 0 {
-        return Err(malformed(
-            offset,
-            Some(kind),
-            format!("reserved header bits set (flags {:#06x})", h.flags),
-        ));
-    }
     let limit = if kind == RecordKind::Pages {
         MAX_PAGES_PAYLOAD
     } else {
@@ -91,11 +90,36 @@ pub(crate) fn check_record_header(b: &[u8], offset: u64) -> Result<RecordHeader>
     };
     if h.payload_len > limit {
         return Err(Error::LimitExceeded {
-            at,
+            at: At {
+                offset,
+                record: Some(kind),
+            },
             what: "payload length",
             value: h.payload_len,
             limit,
         });
+    }
+    Ok(h)
+}
+
+/// Checks the rest of a (framing-checked) header: reserved bits are zero
+/// and the kind is known or not critical. A failure here leaves the
+/// framing intact: the next record is right after this payload.
+pub(crate) fn check_record_semantics(h: &RecordHeader, offset: u64) -> Result<()> {
+    let kind = RecordKind::from_code(h.kind);
+    let at = At {
+        offset,
+        record: Some(kind),
+    };
+    if h.flags & !raw::FLAGS_KNOWN != 0 || h.reserved != 0 {
+        return Err(malformed(
+            offset,
+            Some(kind),
+            format!(
+                "reserved header bits set (flags {:#06x}, reserved {:#x})",
+                h.flags, h.reserved
+            ),
+        ));
     }
     if let RecordKind::Unknown(_) = kind {
         if h.flags & raw::FLAG_CRITICAL != 0 {
@@ -108,7 +132,7 @@ pub(crate) fn check_record_header(b: &[u8], offset: u64) -> Result<RecordHeader>
             });
         }
     }
-    Ok(h)
+    Ok(())
 }
 
 /// Checks a payload's CRC.
@@ -175,6 +199,10 @@ pub struct Metadata {
     pub chunks: Vec<ChunkRef>,
     /// Unknown non-critical records that were skipped: (offset, kind, flags).
     pub skipped: Vec<(u64, u16, u16)>,
+    /// Records seen so far (applied or not), for the first-record rule.
+    pub(crate) records: u64,
+    /// Once-only kinds seen so far, one bit per kind code.
+    pub(crate) once: u32,
 }
 
 impl Metadata {
@@ -182,19 +210,60 @@ impl Metadata {
         self.header.as_ref().map_or(4096, |h| h.page_size as u64)
     }
 
+    /// Counts a record the caller could not apply (its payload CRC failed),
+    /// so the records after it are not taken for the first one.
+    pub(crate) fn count_unapplied(&mut self) {
+        self.records += 1;
+    }
+
+    /// Counts a record and enforces the first-record rule: the image's first
+    /// record is its HEADER. Reported once, at the first record; a HEADER
+    /// missing altogether is reported by the completeness check.
+    fn first_record_rule(&mut self, kind: RecordKind, offset: u64) -> Result<()> {
+        self.records += 1;
+        if self.records == 1 && kind != RecordKind::Header {
+            return Err(malformed(
+                offset,
+                Some(kind),
+                "the first record must be HEADER",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Enforces "at most once" for HEADER, PROCESS, SIGNALS, TIMERS,
+    /// RLIMITS and PID_TABLE.
+    fn once(&mut self, kind: RecordKind, offset: u64) -> Result<()> {
+        let bit = 1u32 << (kind.code() & 31);
+        if self.once & bit != 0 {
+            return Err(malformed(
+                offset,
+                Some(kind),
+                format!("second {kind} record (at most one is allowed)"),
+            ));
+        }
+        self.once |= bit;
+        Ok(())
+    }
+
     /// Decodes one metadata record into `self`, enforcing order rules.
     pub(crate) fn apply(&mut self, h: &RecordHeader, payload: &[u8], offset: u64) -> Result<()> {
         let kind = RecordKind::from_code(h.kind);
         let base = offset + raw::RECORD_HEADER_LEN;
-        let dup = |what| malformed(offset, Some(kind), what);
-        if self.header.is_none() && kind != RecordKind::Header {
-            return Err(dup("the first record must be HEADER"));
+        self.first_record_rule(kind, offset)?;
+        if matches!(
+            kind,
+            RecordKind::Header
+                | RecordKind::Process
+                | RecordKind::Signals
+                | RecordKind::Timers
+                | RecordKind::Rlimits
+                | RecordKind::PidTable
+        ) {
+            self.once(kind, offset)?;
         }
         match kind {
             RecordKind::Header => {
-                if self.header.is_some() {
-                    return Err(dup("second HEADER record"));
-                }
                 let hd: ImageHeader = codec::decode(payload, base, kind)?;
                 let ps = hd.page_size as u64;
                 if !(4096..=65536).contains(&ps) || !ps.is_power_of_two() {
@@ -206,17 +275,15 @@ impl Metadata {
                 }
                 self.header = Some(hd);
             }
-            RecordKind::Process => {
-                if self.process.is_some() {
-                    return Err(dup("second PROCESS record"));
-                }
-                self.process = Some(codec::decode(payload, base, kind)?);
-            }
+            RecordKind::Process => self.process = Some(codec::decode(payload, base, kind)?),
             RecordKind::Thread => self.threads.push(codec::decode(payload, base, kind)?),
             RecordKind::Region => {
                 let r: Region = codec::decode(payload, base, kind)?;
                 let ps = self.page_size();
-                if r.start.0 >= r.end.0 || r.start.0 % ps != 0 || r.end.0 % ps != 0 {
+                if r.start.0 >= r.end.0
+                    || !r.start.0.is_multiple_of(ps)
+                    || !r.end.0.is_multiple_of(ps)
+                {
                     return Err(malformed(
                         base,
                         Some(kind),
@@ -229,18 +296,8 @@ impl Metadata {
                 self.regions.push(r);
             }
             RecordKind::Fd => self.fds.push(codec::decode(payload, base, kind)?),
-            RecordKind::Signals => {
-                if self.signals.is_some() {
-                    return Err(dup("second SIGNALS record"));
-                }
-                self.signals = Some(codec::decode(payload, base, kind)?);
-            }
-            RecordKind::Timers => {
-                if self.timers.is_some() {
-                    return Err(dup("second TIMERS record"));
-                }
-                self.timers = Some(codec::decode(payload, base, kind)?);
-            }
+            RecordKind::Signals => self.signals = Some(codec::decode(payload, base, kind)?),
+            RecordKind::Timers => self.timers = Some(codec::decode(payload, base, kind)?),
             RecordKind::Rlimits => self.rlimits = codec::decode(payload, base, kind)?,
             RecordKind::PidTable => self.pid_table = codec::decode(payload, base, kind)?,
             RecordKind::SocketPeer => self.socket_peers.push(codec::decode(payload, base, kind)?),
@@ -251,12 +308,10 @@ impl Metadata {
     }
 
     /// Checks a PAGES record's chunk header (the first 32 payload bytes).
-    pub(crate) fn chunk(&self, h: &RecordHeader, head: &[u8], offset: u64) -> Result<ChunkRef> {
+    pub(crate) fn chunk(&mut self, h: &RecordHeader, head: &[u8], offset: u64) -> Result<ChunkRef> {
         let kind = Some(RecordKind::Pages);
         let base = offset + raw::RECORD_HEADER_LEN;
-        if self.header.is_none() {
-            return Err(malformed(offset, kind, "the first record must be HEADER"));
-        }
+        self.first_record_rule(RecordKind::Pages, offset)?;
         if h.payload_len < raw::CHUNK_HEADER_LEN || head.len() < raw::CHUNK_HEADER_LEN as usize {
             return Err(malformed(
                 base,
@@ -278,7 +333,11 @@ impl Metadata {
                 ),
             )
         })?;
-        if c.pages == 0 || c.pages > MAX_CHUNK_PAGES {
+        if c.pages == 0 {
+            return Err(malformed(base + 4, kind, "chunk of zero pages"));
+        }
+        let page_limit = (MAX_CHUNK_PAGES as u64).min(MAX_CHUNK_BYTES / ps);
+        if c.pages as u64 > page_limit {
             return Err(Error::LimitExceeded {
                 at: At {
                     offset: base + 4,
@@ -286,11 +345,11 @@ impl Metadata {
                 },
                 what: "chunk page count",
                 value: c.pages as u64,
-                limit: MAX_CHUNK_PAGES as u64,
+                limit: page_limit,
             });
         }
         let len = c.pages as u64 * ps;
-        if c.addr % ps != 0
+        if !c.addr.is_multiple_of(ps)
             || c.addr < region.start.0
             || c.addr.checked_add(len).is_none_or(|e| e > region.end.0)
         {
@@ -335,8 +394,24 @@ impl Metadata {
                 "chunk pad + stored length do not add up to the payload length",
             ));
         }
+        if encoding == ChunkEncoding::Zstd && c.pad != 0 {
+            return Err(malformed(base + 20, kind, "zstd chunk with a nonzero pad"));
+        }
+        if encoding == ChunkEncoding::Zstd && c.stored_len > max_zstd_len(len) {
+            return Err(Error::LimitExceeded {
+                at: At {
+                    offset: base + 24,
+                    record: kind,
+                },
+                what: "zstd chunk stored length",
+                value: c.stored_len,
+                limit: max_zstd_len(len),
+            });
+        }
         let data_offset = base + raw::CHUNK_HEADER_LEN + c.pad as u64;
-        if encoding == ChunkEncoding::Raw && (c.stored_len != len || data_offset % ps != 0) {
+        if encoding == ChunkEncoding::Raw
+            && (c.stored_len != len || !data_offset.is_multiple_of(ps))
+        {
             return Err(malformed(
                 base + 24,
                 kind,
@@ -358,30 +433,41 @@ impl Metadata {
         })
     }
 
-    /// Checks that the image is complete and consistent as a whole.
+    /// Checks that the image is complete and consistent as a whole; the
+    /// first problem.
     pub(crate) fn check_complete(&self, end: u64) -> Result<()> {
+        match self.completeness_problems(end).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every way the image fails to be complete and consistent as a whole:
+    /// a missing HEADER, PROCESS or THREAD, overlapping regions, overlapping
+    /// chunks. `end` is where the records end (the INDEX offset).
+    pub(crate) fn completeness_problems(&self, end: u64) -> Vec<Error> {
+        let mut v = Vec::new();
         let at = At {
             offset: end,
             record: None,
         };
-        let missing = |what: &str| Error::Malformed {
-            at,
-            what: format!("image has no {what} record"),
-        };
-        if self.header.is_none() {
-            return Err(missing("HEADER"));
-        }
-        if self.process.is_none() {
-            return Err(missing("PROCESS"));
-        }
-        if self.threads.is_empty() {
-            return Err(missing("THREAD"));
+        for (missing, what) in [
+            (self.header.is_none(), "HEADER"),
+            (self.process.is_none(), "PROCESS"),
+            (self.threads.is_empty(), "THREAD"),
+        ] {
+            if missing {
+                v.push(Error::Malformed {
+                    at,
+                    what: format!("image has no {what} record"),
+                });
+            }
         }
         let mut regions: Vec<&Region> = self.regions.iter().collect();
         regions.sort_by_key(|r| r.start);
         for w in regions.windows(2) {
             if w[1].start.0 < w[0].end.0 {
-                return Err(Error::Malformed {
+                v.push(Error::Malformed {
                     at,
                     what: format!(
                         "regions {:#x}-{:#x} and {:#x}-{:#x} overlap",
@@ -392,22 +478,32 @@ impl Metadata {
         }
         let ps = self.page_size();
         let mut chunks: Vec<&ChunkRef> = self.chunks.iter().collect();
-        chunks.sort_by_key(|c| c.meta.addr);
-        for w in chunks.windows(2) {
-            if w[1].meta.addr.0 < w[0].meta.addr.0 + w[0].meta.pages as u64 * ps {
-                return Err(Error::Malformed {
-                    at: At {
-                        offset: w[1].record_offset,
-                        record: Some(RecordKind::Pages),
-                    },
-                    what: format!(
-                        "chunk at {:#x} overlaps the chunk at {:#x} (record at {:#x})",
-                        w[1].meta.addr.0, w[0].meta.addr.0, w[0].record_offset
-                    ),
-                });
+        chunks.sort_by_key(|c| (c.meta.addr, c.record_offset));
+        // Compare each chunk with the furthest-reaching one before it, so a
+        // chunk covering several others is caught against each of them.
+        let mut reach: Option<(u64, &ChunkRef)> = None;
+        for c in chunks {
+            let c_end = c.meta.addr.0 + c.meta.pages as u64 * ps;
+            if let Some((r_end, prev)) = reach {
+                if c.meta.addr.0 < r_end {
+                    v.push(Error::Malformed {
+                        at: At {
+                            offset: c.record_offset,
+                            record: Some(RecordKind::Pages),
+                        },
+                        what: format!(
+                            "chunk at {:#x} overlaps the chunk at {:#x} (record at {:#x})",
+                            c.meta.addr.0, prev.meta.addr.0, prev.record_offset
+                        ),
+                    });
+                }
+                if c_end <= r_end {
+                    continue;
+                }
             }
+            reach = Some((c_end, c));
         }
-        Ok(())
+        v
     }
 }
 
@@ -454,11 +550,16 @@ pub(crate) fn check_pad(c: &ChunkRef, payload: &[u8]) -> Result<()> {
     let pad = &payload[raw::CHUNK_HEADER_LEN as usize
         ..(c.data_offset - c.record_offset - raw::RECORD_HEADER_LEN) as usize];
     if pad.iter().any(|&b| b != 0) {
-        return Err(malformed(
-            c.record_offset + raw::RECORD_HEADER_LEN + raw::CHUNK_HEADER_LEN,
-            Some(RecordKind::Pages),
-            "pad bytes not zero",
-        ));
+        return Err(pad_error(c));
     }
     Ok(())
+}
+
+/// The error for nonzero pad bytes.
+pub(crate) fn pad_error(c: &ChunkRef) -> Error {
+    malformed(
+        c.record_offset + raw::RECORD_HEADER_LEN + raw::CHUNK_HEADER_LEN,
+        Some(RecordKind::Pages),
+        "pad bytes not zero",
+    )
 }

@@ -10,6 +10,17 @@ use std::io::Write;
 
 /// Largest number of pages one chunk may hold (256 MiB of 4 KiB pages).
 pub const MAX_CHUNK_PAGES: u32 = 65536;
+/// Largest decoded size of one chunk, whatever the page size: a reader
+/// allocates at most this much to decode a chunk.
+pub const MAX_CHUNK_BYTES: u64 = 256 << 20;
+
+/// Largest stored (compressed) size a zstd chunk of `raw_len` decoded bytes
+/// may have: the decoded size plus 1/128 plus 4 KiB. zstd's own worst case
+/// (`ZSTD_compressBound`) is below this, so no real frame is refused, while
+/// a reader can bound what it reads for a chunk from its header.
+pub fn max_zstd_len(raw_len: u64) -> u64 {
+    raw_len + raw_len / 128 + 4096
+}
 
 /// A chunk of page data ready to be written: raw pages, or one zstd frame.
 /// Building one is pure, so the writer compresses on several threads and
@@ -202,7 +213,11 @@ impl<W: Write> Encoder<W> {
             .get(m.region as usize)
             .ok_or(Error::Usage("chunk before its region"))?;
         let len = m.pages as u64 * self.page_size;
-        if m.pages == 0 || m.pages > MAX_CHUNK_PAGES || m.addr.0 % self.page_size != 0 {
+        if m.pages == 0
+            || m.pages > MAX_CHUNK_PAGES
+            || len > MAX_CHUNK_BYTES
+            || !m.addr.0.is_multiple_of(self.page_size)
+        {
             return Err(Error::Usage("chunk page count or address invalid"));
         }
         if m.addr.0 < rs || m.addr.0.checked_add(len).is_none_or(|end| end > re) {
@@ -215,7 +230,12 @@ impl<W: Write> Encoder<W> {
                 }
                 0
             }
-            ChunkEncoding::Zstd => 1,
+            ChunkEncoding::Zstd => {
+                if c.data.len() as u64 > max_zstd_len(len) {
+                    return Err(Error::Usage("zstd frame larger than max_zstd_len(pages)"));
+                }
+                1
+            }
         };
         let data_start = self.offset + raw::RECORD_HEADER_LEN + raw::CHUNK_HEADER_LEN;
         let pad = if encoding == 0 {

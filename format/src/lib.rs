@@ -26,14 +26,16 @@ pub mod sample;
 mod stream;
 pub mod validate;
 
-pub use codec::{MAX_STRING, MAX_XSAVE};
+pub use codec::{MAX_PATH, MAX_STRING, MAX_XSAVE};
 pub use decode::{ChunkRef, Metadata, MAX_METADATA_PAYLOAD, MAX_PAGES_PAYLOAD};
-pub use encode::{compress_pages, EncodedChunk, Encoder, MAX_CHUNK_PAGES};
+pub use encode::{
+    compress_pages, max_zstd_len, EncodedChunk, Encoder, MAX_CHUNK_BYTES, MAX_CHUNK_PAGES,
+};
 pub use error::{At, Error, Result};
 pub use mapped::MappedImage;
 pub use model::*;
 pub use raw::RecordKind;
-pub use stream::{decode_all, Item, StreamDecoder};
+pub use stream::{decode_all, ChunkPages, Item, StreamDecoder};
 pub use validate::{validate_bytes, validate_reader, Report};
 
 /// Major version of the format this crate writes and reads.

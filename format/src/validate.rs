@@ -72,7 +72,7 @@ pub fn validate_bytes(b: &[u8]) -> Report {
             break;
         }
         let hb = &b[off as usize..(off + raw::RECORD_HEADER_LEN) as usize];
-        let h = match decode::check_record_header(hb, off) {
+        let h = match decode::check_record_frame(hb, off) {
             Ok(h) => h,
             Err(e) => {
                 rep.problems.push(e);
@@ -129,6 +129,14 @@ pub fn validate_bytes(b: &[u8]) -> Report {
             reserved: 0,
         });
         rep.records += 1;
+        if let Err(e) = decode::check_record_semantics(&h, off) {
+            // Reserved bits or an unknown critical kind: the payload means
+            // nothing to this reader, but the framing holds.
+            rep.problems.push(e);
+            meta.count_unapplied();
+            off = pend;
+            continue;
+        }
         let crc_ok = computed == h.payload_crc;
         if !crc_ok {
             rep.problems.push(Error::Crc {
@@ -166,6 +174,8 @@ pub fn validate_bytes(b: &[u8]) -> Report {
             if let Err(e) = meta.apply(&h, payload, off) {
                 rep.problems.push(e);
             }
+        } else {
+            meta.count_unapplied();
         }
         off = pend;
     }
@@ -181,12 +191,8 @@ pub fn validate_bytes(b: &[u8]) -> Report {
         });
     }
     if let Some(t) = trailer {
-        if index.len() as u64 == t.record_count && seen != index && crc_chain_ok {
-            rep.problems.push(malformed(
-                t.index_offset,
-                Some(RecordKind::Index),
-                "the index does not list the records the image holds",
-            ));
+        if index.len() as u64 == t.record_count && crc_chain_ok {
+            index_problems(&index, &seen, t.index_offset, &mut rep.problems);
         }
         if crc_chain_ok && off == t.index_offset {
             // Fold in the index record itself.
@@ -205,13 +211,61 @@ pub fn validate_bytes(b: &[u8]) -> Report {
             }
         }
     }
-    if rep.problems.is_empty() {
-        if let Err(e) = meta.check_complete(records_end) {
-            rep.problems.push(e);
-        }
-    }
+    rep.problems.extend(meta.completeness_problems(records_end));
     rep
 }
+
+/// Compares the INDEX entries with the records walked, entry by entry.
+fn index_problems(
+    index: &[IndexEntry],
+    seen: &[IndexEntry],
+    index_offset: u64,
+    out: &mut Vec<Error>,
+) {
+    let kind = Some(RecordKind::Index);
+    let entries = index_offset + raw::RECORD_HEADER_LEN + 8;
+    if index.len() != seen.len() {
+        out.push(malformed(
+            index_offset,
+            kind,
+            format!(
+                "the INDEX lists {} records, the image holds {}",
+                index.len(),
+                seen.len()
+            ),
+        ));
+    }
+    let bad: Vec<usize> = index
+        .iter()
+        .zip(seen)
+        .enumerate()
+        .filter(|(_, (i, s))| i != s)
+        .map(|(n, _)| n)
+        .collect();
+    for &n in bad.iter().take(MAX_INDEX_PROBLEMS) {
+        out.push(malformed(
+            entries + n as u64 * raw::INDEX_ENTRY_LEN,
+            kind,
+            format!(
+                "index entry {n} ({:#x}, kind {:#06x}) does not match the record at {:#x} (kind {:#06x})",
+                index[n].offset, index[n].kind, seen[n].offset, seen[n].kind
+            ),
+        ));
+    }
+    if bad.len() > MAX_INDEX_PROBLEMS {
+        out.push(malformed(
+            entries,
+            kind,
+            format!(
+                "{} more index entries do not match",
+                bad.len() - MAX_INDEX_PROBLEMS
+            ),
+        ));
+    }
+}
+
+/// Index entries reported one by one before the rest are summed up.
+const MAX_INDEX_PROBLEMS: usize = 8;
 
 /// Reads and checks the trailer and index; problems go to `problems`.
 fn trailer_and_index(b: &[u8], problems: &mut Vec<Error>) -> (Option<Trailer>, Vec<IndexEntry>) {
@@ -306,27 +360,32 @@ fn trailer_and_index(b: &[u8], problems: &mut Vec<Error>) -> (Option<Trailer>, V
     (Some(t), entries)
 }
 
-/// Validates an image read once from `r` (a pipe): reports problems until
-/// the framing is lost.
+/// Validates an image read once from `r` (a pipe): every problem that
+/// leaves the record framing intact is listed and the walk goes on; the
+/// first one that does not (truncation, a broken record header) ends it.
 pub fn validate_reader<R: Read>(r: R) -> Report {
     let mut rep = Report::default();
-    let mut d = crate::stream::StreamDecoder::new(r);
+    let mut d = crate::stream::StreamDecoder::new(r).check_page_data_only();
     loop {
-        match d.next_item() {
-            Ok(Some(crate::stream::Item::End)) | Ok(None) => break,
-            Ok(Some(crate::stream::Item::Chunk { chunk, pages })) => {
-                rep.records += 1;
-                rep.chunks += 1;
-                rep.page_bytes += pages.len() as u64;
-                let _ = chunk;
-            }
-            Ok(Some(_)) => rep.records += 1,
+        let step = d.step();
+        rep.problems.extend(d.take_problems());
+        match step {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
             Err(e) => {
                 rep.problems.push(e);
                 break;
             }
         }
     }
+    let m = d.metadata();
+    rep.records = d.records_seen();
+    rep.chunks = m.chunks.len() as u64;
+    rep.page_bytes = m
+        .chunks
+        .iter()
+        .map(|c| c.meta.pages as u64 * m.page_size())
+        .sum();
     rep.bytes = d.offset();
     rep
 }
