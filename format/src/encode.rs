@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::raw::{self, ChunkHeader, IndexEntry, Preamble, RecordHeader, RecordKind, Trailer};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::io::Write;
 
 /// Largest number of pages one chunk may hold (256 MiB of 4 KiB pages).
@@ -80,9 +81,25 @@ pub struct Encoder<W: Write> {
     crc: crc32fast::Hasher,
     index: Vec<IndexEntry>,
     page_size: u64,
-    /// (start, end) of every region written so far.
+    /// (start, end) of every region written so far, in record order.
     regions: Vec<(u64, u64)>,
+    /// The same, by start address, to refuse overlaps.
+    region_map: BTreeMap<u64, u64>,
+    /// Page ranges covered by chunks so far: start -> end.
+    chunk_map: BTreeMap<u64, u64>,
     process_written: bool,
+    threads: u64,
+}
+
+/// Pad bytes (a pad is shorter than the largest page size).
+static ZEROS: [u8; 65536] = [0; 65536];
+
+/// True when `[start, end)` overlaps a range of `map` (start -> end, the
+/// ranges disjoint).
+fn overlaps(map: &BTreeMap<u64, u64>, start: u64, end: u64) -> bool {
+    map.range(..end)
+        .next_back()
+        .is_some_and(|(_, &e)| e > start)
 }
 
 impl<W: Write> Encoder<W> {
@@ -101,7 +118,10 @@ impl<W: Write> Encoder<W> {
             index: Vec::new(),
             page_size: ps,
             regions: Vec::new(),
+            region_map: BTreeMap::new(),
+            chunk_map: BTreeMap::new(),
             process_written: false,
+            threads: 0,
         };
         e.put(&raw::to_bytes(&Preamble::current()))?;
         e.record(RecordKind::Header, &codec::encode(header))?;
@@ -161,7 +181,9 @@ impl<W: Write> Encoder<W> {
 
     /// A THREAD record.
     pub fn thread(&mut self, t: &Thread) -> Result<()> {
-        self.meta(RecordKind::Thread, t)
+        self.meta(RecordKind::Thread, t)?;
+        self.threads += 1;
+        Ok(())
     }
 
     /// A REGION record; returns its index for the chunks that follow.
@@ -170,8 +192,12 @@ impl<W: Write> Encoder<W> {
         if s >= e || s % self.page_size != 0 || e % self.page_size != 0 {
             return Err(Error::Usage("region must be non-empty and page-aligned"));
         }
+        if overlaps(&self.region_map, s, e) {
+            return Err(Error::Usage("region overlaps a region written before"));
+        }
         self.meta(RecordKind::Region, r)?;
         self.regions.push((s, e));
+        self.region_map.insert(s, e);
         Ok((self.regions.len() - 1) as u32)
     }
 
@@ -223,6 +249,9 @@ impl<W: Write> Encoder<W> {
         if m.addr.0 < rs || m.addr.0.checked_add(len).is_none_or(|end| end > re) {
             return Err(Error::Usage("chunk outside its region"));
         }
+        if overlaps(&self.chunk_map, m.addr.0, m.addr.0 + len) {
+            return Err(Error::Usage("chunk overlaps a chunk written before"));
+        }
         let encoding = match m.encoding {
             ChunkEncoding::Raw => {
                 if c.data.len() as u64 != len {
@@ -253,10 +282,10 @@ impl<W: Write> Encoder<W> {
             stored_len: c.data.len() as u64,
         };
         let hb = raw::to_bytes(&h);
-        let zeros = vec![0u8; pad as usize];
+        let zeros = &ZEROS[..pad as usize];
         let mut crc = crc32fast::Hasher::new();
         crc.update(&hb);
-        crc.update(&zeros);
+        crc.update(zeros);
         crc.update(&c.data);
         let payload_len = hb.len() as u64 + pad + c.data.len() as u64;
         let kind = RecordKind::Pages;
@@ -269,14 +298,19 @@ impl<W: Write> Encoder<W> {
         });
         self.put(&raw::to_bytes(&rh))?;
         self.put(&hb)?;
-        self.put(&zeros)?;
-        self.put(&c.data)
+        self.put(zeros)?;
+        self.put(&c.data)?;
+        self.chunk_map.insert(m.addr.0, m.addr.0 + len);
+        Ok(())
     }
 
     /// Writes the INDEX record and the trailer; returns the writer.
     pub fn finish(mut self) -> Result<W> {
         if !self.process_written {
             return Err(Error::Usage("image has no PROCESS record"));
+        }
+        if self.threads == 0 {
+            return Err(Error::Usage("image has no THREAD record"));
         }
         let index_offset = self.offset;
         let count = self.index.len() as u64;

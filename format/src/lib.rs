@@ -19,7 +19,6 @@ mod decode;
 mod encode;
 pub mod error;
 mod mapped;
-#[allow(missing_docs)] // TODO(docs): field meanings are in spec/v1.md §4 tables
 pub mod model;
 pub mod raw;
 pub mod sample;

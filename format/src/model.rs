@@ -89,15 +89,21 @@ pub struct VdsoSymbol {
 pub struct Process {
     /// Virtual pid, parent pid, process group and session.
     pub pid: Pid,
+    /// Virtual parent pid.
     pub ppid: Pid,
+    /// Process group id (virtual).
     pub pgid: Pid,
+    /// Session id (virtual).
     pub sid: Pid,
     /// Credentials: real, effective, saved uid and gid.
     pub uid: [u32; 3],
+    /// Real, effective and saved gid.
     pub gid: [u32; 3],
     /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// Current working directory (path bytes).
     pub cwd: Vec<u8>,
+    /// File mode creation mask.
     pub umask: u32,
     /// Path of the executable (`/proc/self/exe`).
     pub exe: Vec<u8>,
@@ -107,11 +113,13 @@ pub struct Process {
     pub environ: Vec<Vec<u8>>,
     /// Auxiliary vector (type, value) pairs.
     pub auxv: Vec<(u64, u64)>,
+    /// `personality(2)` flags.
     pub personality: u32,
     /// Memory map layout (PR_SET_MM_MAP fields).
     pub mm: MmLayout,
     /// Scheduling policy and nice value.
     pub sched_policy: u32,
+    /// Nice value (-20..=19).
     pub nice: i32,
     /// Address, in the process, of the writer's restart hand-off block
     /// (0 = none). The restorer fills it before resuming the threads.
@@ -121,48 +129,86 @@ pub struct Process {
 /// The kernel's view of the memory layout (`struct prctl_mm_map`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MmLayout {
+    /// Start of the text segment.
     pub start_code: Addr,
+    /// End of the text segment.
     pub end_code: Addr,
+    /// Start of the data segment.
     pub start_data: Addr,
+    /// End of the data segment.
     pub end_data: Addr,
+    /// Start of the heap (initial program break).
     pub start_brk: Addr,
+    /// Current program break.
     pub brk: Addr,
+    /// Start of the main thread's stack.
     pub start_stack: Addr,
+    /// Start of the argument strings.
     pub arg_start: Addr,
+    /// End of the argument strings.
     pub arg_end: Addr,
+    /// Start of the environment strings.
     pub env_start: Addr,
+    /// End of the environment strings.
     pub env_end: Addr,
 }
 
 /// x86_64 general-purpose registers, in `struct user_regs_struct` order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpRegs {
+    /// `r15`.
     pub r15: u64,
+    /// `r14`.
     pub r14: u64,
+    /// `r13`.
     pub r13: u64,
+    /// `r12`.
     pub r12: u64,
+    /// `rbp`.
     pub rbp: u64,
+    /// `rbx`.
     pub rbx: u64,
+    /// `r11`.
     pub r11: u64,
+    /// `r10`.
     pub r10: u64,
+    /// `r9`.
     pub r9: u64,
+    /// `r8`.
     pub r8: u64,
+    /// `rax`.
     pub rax: u64,
+    /// `rcx`.
     pub rcx: u64,
+    /// `rdx`.
     pub rdx: u64,
+    /// `rsi`.
     pub rsi: u64,
+    /// `rdi`.
     pub rdi: u64,
+    /// System call number when interrupted in one (-1 otherwise).
     pub orig_rax: u64,
+    /// Instruction pointer.
     pub rip: u64,
+    /// Code segment selector.
     pub cs: u64,
+    /// Flags register.
     pub eflags: u64,
+    /// Stack pointer.
     pub rsp: u64,
+    /// Stack segment selector.
     pub ss: u64,
+    /// FS base (TLS pointer).
     pub fs_base: u64,
+    /// GS base.
     pub gs_base: u64,
+    /// Data segment selector.
     pub ds: u64,
+    /// ES selector.
     pub es: u64,
+    /// FS selector.
     pub fs: u64,
+    /// GS selector.
     pub gs: u64,
 }
 
@@ -174,39 +220,58 @@ pub struct GpRegs {
 /// lies in the restored stack memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeContext {
+    /// Where to jump.
     pub rip: u64,
+    /// Stack pointer to load.
     pub rsp: u64,
+    /// Callee-saved `rbx`.
     pub rbx: u64,
+    /// Callee-saved `rbp`.
     pub rbp: u64,
+    /// Callee-saved `r12`.
     pub r12: u64,
+    /// Callee-saved `r13`.
     pub r13: u64,
+    /// Callee-saved `r14`.
     pub r14: u64,
+    /// Callee-saved `r15`.
     pub r15: u64,
 }
 
 /// An alternate signal stack (`stack_t`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigAltStack {
+    /// Base of the stack (`ss_sp`).
     pub sp: Addr,
+    /// `ss_flags` (SS_DISABLE = 2, SS_ONSTACK = 1).
     pub flags: i32,
+    /// Size in bytes (`ss_size`).
     pub size: u64,
 }
 
 /// An rseq registration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rseq {
+    /// Address of the `struct rseq` area.
     pub addr: Addr,
+    /// Registered length of the area.
     pub len: u32,
+    /// Abort signature.
     pub sig: u32,
 }
 
 /// A signal waiting to be delivered.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingSignal {
+    /// Signal number.
     pub signo: i32,
+    /// `si_code`.
     pub code: i32,
+    /// `si_errno`.
     pub errno: i32,
+    /// Sending pid (`si_pid`).
     pub pid: i32,
+    /// Sending uid (`si_uid`).
     pub uid: u32,
     /// `si_value` (sival_ptr / sival_int).
     pub value: u64,
@@ -228,6 +293,7 @@ impl ThreadFlags {
 pub struct Thread {
     /// Virtual thread id.
     pub tid: Pid,
+    /// LEADER, CHECKPOINT_THREAD.
     pub flags: ThreadFlags,
     /// Thread name (`comm`).
     pub name: String,
@@ -238,15 +304,19 @@ pub struct Thread {
     pub xsave: Vec<u8>,
     /// Blocked signals at the interrupted point.
     pub sigmask: u64,
+    /// Alternate signal stack.
     pub sigaltstack: SigAltStack,
+    /// rseq registration, when the thread has one.
     pub rseq: Option<Rseq>,
     /// `set_robust_list` head and length.
     pub robust_list: Addr,
+    /// Length passed to `set_robust_list`.
     pub robust_list_len: u64,
     /// `set_tid_address` (clear-child-tid) address.
     pub clear_child_tid: Addr,
     /// Signals pending on this thread only.
     pub pending: Vec<PendingSignal>,
+    /// Where the restored thread continues (see [`ResumeContext`]).
     pub resume: ResumeContext,
 }
 
@@ -255,23 +325,35 @@ pub struct Thread {
 pub struct Prot(pub u32);
 
 impl Prot {
+    /// PROT_READ.
     pub const READ: u32 = 1;
+    /// PROT_WRITE.
     pub const WRITE: u32 = 2;
+    /// PROT_EXEC.
     pub const EXEC: u32 = 4;
 }
 
 /// What a region of memory is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegionKind {
+    /// Anonymous memory.
     #[default]
     Anon,
+    /// The `[heap]` (brk area).
     Heap,
+    /// The main thread's `[stack]`.
     Stack,
+    /// A mapping of a file.
     File,
+    /// Shared memory (SysV or `/dev/shm`, memfd).
     Shm,
+    /// The `[vdso]` code.
     Vdso,
+    /// The `[vvar]` data page(s).
     Vvar,
+    /// The `[vvar_vclock]` pages (Linux 6.13+).
     VvarVclock,
+    /// The legacy `[vsyscall]` page.
     Vsyscall,
 }
 
@@ -289,35 +371,47 @@ pub enum FileStorage {
 /// The identity of a file, enough to tell whether it changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileIdentity {
+    /// Path at checkpoint time.
     pub path: Vec<u8>,
+    /// Device number (`st_dev`).
     pub dev: u64,
+    /// Inode number.
     pub inode: u64,
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i64,
 }
 
 /// The file behind a file-backed region.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileBacking {
+    /// The file.
     pub file: FileIdentity,
     /// Offset in the file of the region's first byte.
     pub offset: u64,
+    /// Whether the pages are embedded or referenced.
     pub storage: FileStorage,
 }
 
 /// One mapping of the address space.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Region {
+    /// First address (page-aligned).
     pub start: Addr,
+    /// Address past the last byte (page-aligned).
     pub end: Addr,
+    /// Protection.
     pub prot: Prot,
     /// MAP_SHARED (true) or MAP_PRIVATE.
     pub shared: bool,
     /// VM_GROWSDOWN (a stack mapping).
     pub grows_down: bool,
+    /// What the region is.
     pub kind: RegionKind,
     /// Name as /proc/PID/maps shows it (`[heap]`, a path, or empty).
     pub name: Vec<u8>,
+    /// The file behind a file-backed region.
     pub backing: Option<FileBacking>,
 }
 
@@ -341,6 +435,7 @@ pub struct ChunkMeta {
     pub addr: Addr,
     /// Number of contiguous pages.
     pub pages: u32,
+    /// How the pages are stored.
     pub encoding: ChunkEncoding,
 }
 
@@ -351,6 +446,7 @@ pub struct FdFlags(pub u32);
 /// An open file descriptor.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdEntry {
+    /// The descriptor number.
     pub fd: Fd,
     /// FD_CLOEXEC and friends.
     pub fd_flags: FdFlags,
@@ -359,6 +455,7 @@ pub struct FdEntry {
     pub ofd_id: u64,
     /// File status flags (O_APPEND, O_NONBLOCK, access mode, ...).
     pub status_flags: u32,
+    /// What the descriptor refers to.
     pub kind: FdKind,
 }
 
@@ -369,16 +466,22 @@ pub struct SockAddr(pub Vec<u8>);
 /// A socket option (level, name, value bytes).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SockOpt {
+    /// Option level (`SOL_SOCKET`, `IPPROTO_TCP`, ...).
     pub level: i32,
+    /// Option name.
     pub name: i32,
+    /// Option value bytes.
     pub value: Vec<u8>,
 }
 
 /// One registration in an epoll instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpollEntry {
+    /// The registered descriptor.
     pub fd: Fd,
+    /// Event mask.
     pub events: u32,
+    /// User data (`epoll_data`).
     pub data: u64,
 }
 
@@ -388,75 +491,120 @@ pub enum FdKind {
     /// A regular file. `contents` is stored when the file was deleted or
     /// `--ckpt-open-files` was given.
     RegularFile {
+        /// The file.
         file: FileIdentity,
+        /// File offset.
         offset: u64,
+        /// The file was unlinked.
         deleted: bool,
+        /// The file's bytes, when stored.
         contents: Option<Vec<u8>>,
     },
+    /// A directory.
     Directory {
+        /// Path.
         path: Vec<u8>,
+        /// Directory stream offset.
         offset: u64,
     },
     /// One end of a pipe; `pipe_id` joins the two ends. Bytes buffered in
     /// the pipe are stored once, with the read end.
     Pipe {
+        /// Joins the two ends.
         pipe_id: u64,
+        /// True for the write end.
         write_end: bool,
+        /// Bytes in the pipe (stored with the read end).
         buffered: Vec<u8>,
     },
+    /// A named pipe.
     Fifo {
+        /// Path of the FIFO.
         path: Vec<u8>,
+        /// Bytes in the FIFO.
         buffered: Vec<u8>,
     },
     /// A terminal (or the slave side of a pty).
     Tty {
+        /// Path of the terminal device.
         path: Vec<u8>,
         /// `struct termios2` bytes.
         termios: Vec<u8>,
+        /// Window rows.
         rows: u16,
+        /// Window columns.
         cols: u16,
+        /// The process's controlling terminal.
         controlling: bool,
     },
+    /// The master side of a pseudo-terminal.
     PtyMaster {
+        /// Pty number (`/dev/pts/N`).
         index: u32,
+        /// `struct termios2` bytes.
         termios: Vec<u8>,
+        /// Window rows.
         rows: u16,
+        /// Window columns.
         cols: u16,
     },
+    /// A socket.
     Socket {
+        /// Address family.
         family: i32,
+        /// Socket type.
         sock_type: i32,
+        /// Protocol.
         protocol: i32,
+        /// Connection state.
         state: u32,
+        /// Local address.
         local: SockAddr,
+        /// Peer address.
         peer: SockAddr,
+        /// Socket options.
         options: Vec<SockOpt>,
         /// Bytes received but not yet read.
         inbound: Vec<u8>,
         /// Id joining this socket to its peer (see `SocketPeer`).
         socket_id: u64,
     },
+    /// An eventfd.
     EventFd {
+        /// Counter value.
         count: u64,
+        /// EFD_SEMAPHORE.
         semaphore: bool,
     },
+    /// An epoll instance.
     Epoll {
+        /// Registered descriptors.
         entries: Vec<EpollEntry>,
     },
+    /// A signalfd.
     SignalFd {
+        /// Signals accepted.
         mask: u64,
     },
+    /// A timerfd.
     TimerFd {
+        /// Clock id.
         clock: i32,
+        /// Reload interval in nanoseconds.
         interval_ns: u64,
+        /// Time to the next expiry in nanoseconds.
         value_ns: u64,
     },
+    /// An inotify instance.
     Inotify {
+        /// (path, mask) of each watch.
         watches: Vec<(Vec<u8>, u32)>,
     },
     /// A character device known to be safe to reopen (/dev/null, ...).
     Device {
+        /// Path of the device.
         path: Vec<u8>,
+        /// Device number.
         rdev: u64,
     },
     /// Something the writer could not describe: restoring it fails.
@@ -467,29 +615,43 @@ pub enum FdKind {
 /// One process of the computation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PidEntry {
+    /// Virtual pid.
     pub vpid: Pid,
+    /// Real (host) pid at checkpoint time.
     pub real_pid: i32,
+    /// Virtual parent pid.
     pub ppid: Pid,
+    /// Process group.
     pub pgid: Pid,
+    /// Session.
     pub sid: Pid,
+    /// Virtual tids of its threads.
     pub threads: Vec<Pid>,
 }
 
 /// The far end of a connected socket, possibly in another image or host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketPeer {
+    /// This socket's id (`FdKind::Socket::socket_id`).
     pub socket_id: u64,
+    /// Unique id of the process holding the far end.
     pub peer_unique_id: String,
+    /// Host of that process.
     pub peer_host: String,
+    /// The far end's socket id.
     pub peer_socket_id: u64,
 }
 
 /// One signal's disposition (`struct sigaction` as the kernel keeps it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigAction {
+    /// Handler address (or SIG_DFL 0, SIG_IGN 1).
     pub handler: u64,
+    /// `sa_flags`.
     pub flags: u64,
+    /// `sa_restorer`.
     pub restorer: u64,
+    /// Signals blocked while the handler runs.
     pub mask: u64,
 }
 
@@ -498,42 +660,60 @@ pub struct SigAction {
 pub struct SignalState {
     /// `actions[n - 1]` is signal `n`'s disposition.
     pub actions: Vec<SigAction>,
+    /// Signals pending on the process as a whole.
     pub pending: Vec<PendingSignal>,
 }
 
 /// An interval timer value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerValue {
+    /// Reload interval in nanoseconds (0 = one-shot).
     pub interval_ns: u64,
+    /// Time to the next expiry in nanoseconds (0 = disarmed).
     pub value_ns: u64,
 }
 
 /// A POSIX timer (timer_create).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PosixTimer {
+    /// Timer id as `timer_create` returned it.
     pub id: i32,
+    /// Clock id.
     pub clock: i32,
+    /// `sigev_notify`.
     pub notify: i32,
+    /// `sigev_signo`.
     pub signo: i32,
+    /// `sigev_value`.
     pub value: u64,
+    /// Thread notified (SIGEV_THREAD_ID).
     pub notify_tid: Pid,
+    /// Current setting.
     pub timer: TimerValue,
+    /// Overrun count.
     pub overrun: i32,
 }
 
 /// Timers of the process.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timers {
+    /// ITIMER_REAL.
     pub real: TimerValue,
+    /// ITIMER_VIRTUAL.
     pub virt: TimerValue,
+    /// ITIMER_PROF.
     pub prof: TimerValue,
+    /// POSIX timers.
     pub posix: Vec<PosixTimer>,
 }
 
 /// One resource limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
+    /// RLIMIT_* number.
     pub resource: u32,
+    /// Soft limit.
     pub cur: u64,
+    /// Hard limit.
     pub max: u64,
 }
