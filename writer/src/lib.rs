@@ -1,2 +1,249 @@
-#[no_mangle]
-pub extern "C" fn ckpt_hello() -> i32 { std::process::id() as i32 }
+//! libckpt_writer.so: loaded with LD_PRELOAD into an unmodified program.
+//!
+//! The constructor reads the environment, installs the checkpoint signal
+//! handler, and starts the checkpoint thread (coordinator client) and the
+//! compression workers. See doc/design.md, "Checkpoint: how threads stop"
+//! and "Restart hand-off".
+
+#[macro_use]
+pub mod sys;
+pub mod alloc;
+pub mod capture;
+pub mod checkpoint;
+pub mod compress;
+pub mod config;
+pub mod ctx;
+pub mod interpose;
+pub mod mem;
+pub mod suspend;
+
+use std::io::BufReader;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ckpt_protocol::{Hello, Role, ToClient, ToCoordinator, WorkerInfo, PROTOCOL_VERSION};
+
+#[global_allocator]
+static GLOBAL: alloc::WriterAlloc = alloc::WriterAlloc;
+
+/// Exit status when the coordinator stops the computation (`k` / `q`).
+pub const EXIT_KILLED: i32 = 75;
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+/// Generation this process was restored from (0 = never restarted).
+static RESTORED_FROM: AtomicU64 = AtomicU64::new(0);
+/// Generation of the last image written.
+static LAST_GEN: AtomicU64 = AtomicU64::new(0);
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = ckpt_writer_init;
+
+extern "C" fn ckpt_writer_init() {
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if std::env::var("CKPT_DEBUG").is_ok_and(|v| v == "1") {
+        sys::DEBUG.store(1, Ordering::Relaxed);
+    }
+    let signo = std::env::var("CKPT_SIGNAL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &i32| (1..=64).contains(s))
+        .unwrap_or(62);
+    suspend::SIGNO.store(signo, Ordering::Relaxed);
+    let cfg = config::init_from_env();
+    let off = mem::dlsym_default(b"__rseq_offset\0");
+    let size = mem::dlsym_default(b"__rseq_size\0");
+    if !off.is_null() && !size.is_null() {
+        suspend::RSEQ_OFFSET.store(mem::read_at::<i64>(off) as u64, Ordering::Relaxed);
+        suspend::RSEQ_SIZE.store(mem::read_at::<u32>(size), Ordering::Relaxed);
+    }
+    interpose::init();
+    if !suspend::install(signo) {
+        log!("cannot install the handler for signal {signo}");
+        return;
+    }
+    if !alloc::init_scratch() {
+        log!("cannot map the scratch arena");
+        return;
+    }
+    log!(
+        "writer loaded: prog {} pid {} unique id {} coordinator {}:{} signal {signo}",
+        cfg.prog,
+        sys::getpid(),
+        cfg.unique_id,
+        cfg.host,
+        cfg.port
+    );
+    start_threads();
+}
+
+fn start_threads() {
+    // SAFETY: sysconf has no side effects.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let nw = (cpus.min(4) - 1).min(compress::MAX_WORKERS);
+    for t in &compress::WORKER_TIDS {
+        t.store(0, Ordering::SeqCst);
+    }
+    let mut started = 0;
+    for k in 0..nw {
+        let ok = std::thread::Builder::new()
+            .name("ckpt-worker".into())
+            .stack_size(256 << 10)
+            .spawn(move || compress::worker(k))
+            .is_ok();
+        if !ok {
+            break;
+        }
+        started += 1;
+    }
+    // Wait until the workers know their tids (they are excluded from signals).
+    for k in 0..started {
+        while compress::WORKER_TIDS[k].load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+    }
+    compress::NWORKERS.store(started, Ordering::SeqCst);
+    let _ = std::thread::Builder::new()
+        .name("ckpt-thread".into())
+        .stack_size(1 << 20)
+        .spawn(ckpt_thread);
+}
+
+/// Called in the child after fork (pthread_atfork).
+pub fn child_after_fork() {
+    config::after_fork();
+    RESTORED_FROM.store(0, Ordering::SeqCst);
+    log!("forked child: new identity");
+    start_threads();
+}
+
+fn ckpt_thread() {
+    sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
+    loop {
+        let cfg = config::get();
+        match connect(&cfg) {
+            Ok(s) => {
+                let restarted = serve(&s, &cfg);
+                if restarted {
+                    // The restorer closed the old socket; its fd number is not ours.
+                    std::mem::forget(s);
+                    continue;
+                }
+                config::SOCK_FD.store(-1, Ordering::SeqCst);
+            }
+            Err(e) => debug!("coordinator {}:{}: {e}", cfg.host, cfg.port),
+        }
+        sys::sleep_ms(1000);
+    }
+}
+
+fn connect(cfg: &config::Config) -> std::io::Result<TcpStream> {
+    let addrs: Vec<std::net::SocketAddr> = match cfg.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![(ip, cfg.port).into()],
+        Err(_) => (cfg.host.as_str(), cfg.port).to_socket_addrs()?.collect(),
+    };
+    let mut last = std::io::Error::other("no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Talks to the coordinator until the connection ends; true if this
+/// process was just restored (the connection object is stale).
+fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
+    config::SOCK_FD.store(s.as_raw_fd(), Ordering::SeqCst);
+    let pid = sys::getpid();
+    let hello = ToCoordinator::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        secret: cfg.secret.clone(),
+        role: Role::Worker(WorkerInfo {
+            program: cfg.prog.clone(),
+            vpid: pid,
+            real_pid: pid,
+            host: mem::uname().0,
+            unique_id: cfg.unique_id.clone(),
+            restarted_from: RESTORED_FROM.load(Ordering::Relaxed),
+        }),
+    });
+    let mut w = s;
+    if let Err(e) = ckpt_protocol::send(&mut w, &hello) {
+        log!("hello: {e}");
+        return false;
+    }
+    let mut r = BufReader::new(s);
+    match ckpt_protocol::recv::<_, ToClient>(&mut r) {
+        Ok(Some(ToClient::Welcome { interval })) => {
+            log!("connected to {}:{} (interval {interval})", cfg.host, cfg.port)
+        }
+        Ok(Some(ToClient::Refused { reason })) => {
+            log!("coordinator refused us: {reason}");
+            return false;
+        }
+        other => {
+            log!("no welcome: {:?}", other.map(|_| ()));
+            return false;
+        }
+    }
+    loop {
+        match ckpt_protocol::recv::<_, ToClient>(&mut r) {
+            Ok(Some(ToClient::Checkpoint(req))) => {
+                log!("checkpoint generation {}", req.generation);
+                let t0 = std::time::Instant::now();
+                let reply = match checkpoint::run(&req) {
+                    checkpoint::Outcome::Written { path, bytes } => {
+                        LAST_GEN.store(req.generation, Ordering::SeqCst);
+                        log!(
+                            "checkpoint {} written: {path} ({bytes} bytes, {} ms)",
+                            req.generation,
+                            t0.elapsed().as_millis()
+                        );
+                        ToCoordinator::Checkpointed {
+                            generation: req.generation,
+                            path,
+                            bytes,
+                        }
+                    }
+                    checkpoint::Outcome::Failed(reason) => {
+                        log!("checkpoint {} failed: {reason}", req.generation);
+                        ToCoordinator::CheckpointFailed {
+                            generation: req.generation,
+                            reason,
+                        }
+                    }
+                    checkpoint::Outcome::Restarted => {
+                        RESTORED_FROM.store(req.generation, Ordering::SeqCst);
+                        std::mem::forget(r);
+                        return true;
+                    }
+                };
+                if let Err(e) = ckpt_protocol::send(&mut w, &reply) {
+                    log!("reply: {e}");
+                    return false;
+                }
+            }
+            Ok(Some(ToClient::Kill)) => {
+                log!("killed by the coordinator");
+                sys::exit_group(EXIT_KILLED);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                log!("coordinator closed the connection");
+                return false;
+            }
+            Err(e) => {
+                log!("coordinator: {e}");
+                return false;
+            }
+        }
+    }
+}

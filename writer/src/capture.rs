@@ -1,0 +1,504 @@
+//! Reading the process's state: /proc files and plain syscalls.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+use ckpt_format::*;
+
+use crate::mem;
+
+pub const PAGE: u64 = 4096;
+
+/// One line of /proc/self/maps.
+pub struct MapLine {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u32,
+    pub shared: bool,
+    pub offset: u64,
+    pub inode: u64,
+    pub name: Vec<u8>,
+}
+
+pub fn read_maps() -> Vec<MapLine> {
+    let data = std::fs::read("/proc/self/maps").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let mut f = line.splitn(6, |&b| b == b' ');
+        let range = f.next().unwrap_or_default();
+        let perms = f.next().unwrap_or_default();
+        let off = f.next().unwrap_or_default();
+        let _dev = f.next();
+        let inode = f.next().unwrap_or_default();
+        let name: Vec<u8> = f
+            .next()
+            .map(|n| n.iter().skip_while(|&&b| b == b' ').copied().collect())
+            .unwrap_or_default();
+        let mut r = range.split(|&b| b == b'-');
+        let hex = |b: &[u8]| u64::from_str_radix(std::str::from_utf8(b).unwrap_or("0"), 16).unwrap_or(0);
+        let start = hex(r.next().unwrap_or_default());
+        let end = hex(r.next().unwrap_or_default());
+        let mut prot = 0;
+        if perms.first() == Some(&b'r') {
+            prot |= Prot::READ;
+        }
+        if perms.get(1) == Some(&b'w') {
+            prot |= Prot::WRITE;
+        }
+        if perms.get(2) == Some(&b'x') {
+            prot |= Prot::EXEC;
+        }
+        out.push(MapLine {
+            start,
+            end,
+            prot,
+            shared: perms.get(3) == Some(&b's'),
+            offset: hex(off),
+            inode: std::str::from_utf8(inode).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+            name,
+        });
+    }
+    out
+}
+
+/// A region plus which of its pages to store.
+pub struct PlannedRegion {
+    pub region: Region,
+    /// Runs of stored pages: (addr, pages), each at most `max_pages`.
+    pub runs: Vec<(u64, u32)>,
+}
+
+fn file_identity(path: &[u8]) -> Option<FileIdentity> {
+    let m = std::fs::metadata(std::ffi::OsStr::from_bytes(path)).ok()?;
+    Some(FileIdentity {
+        path: path.to_vec(),
+        dev: m.dev(),
+        inode: m.ino(),
+        size: m.size(),
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+    })
+}
+
+/// Turns the maps into regions, leaving out `[skip_start, skip_end)`.
+pub fn plan_regions(skip: (u64, u64), max_pages: u32) -> Vec<PlannedRegion> {
+    let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
+    let mut out = Vec::new();
+    for m in read_maps() {
+        // Cut the scratch arena out (the kernel may merge it with a neighbour).
+        let mut pieces = Vec::new();
+        if m.end <= skip.0 || m.start >= skip.1 {
+            pieces.push((m.start, m.end));
+        } else {
+            if m.start < skip.0 {
+                pieces.push((m.start, skip.0));
+            }
+            if m.end > skip.1 {
+                pieces.push((skip.1, m.end));
+            }
+        }
+        for (start, end) in pieces {
+            let off = m.offset + (start - m.start);
+            if let Some(p) = plan_one(&m, start, end, off, pagemap.as_ref(), max_pages) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn plan_one(
+    m: &MapLine,
+    start: u64,
+    end: u64,
+    offset: u64,
+    pagemap: Option<&std::fs::File>,
+    max_pages: u32,
+) -> Option<PlannedRegion> {
+    let name = m.name.clone();
+    let deleted = name.ends_with(b" (deleted)");
+    let (kind, grows_down) = match name.as_slice() {
+        b"[heap]" => (RegionKind::Heap, false),
+        b"[stack]" => (RegionKind::Stack, true),
+        b"[vdso]" => (RegionKind::Vdso, false),
+        b"[vvar]" => (RegionKind::Vvar, false),
+        b"[vvar_vclock]" => (RegionKind::VvarVclock, false),
+        b"[vsyscall]" => (RegionKind::Vsyscall, false),
+        n if n.starts_with(b"/") && m.inode != 0 => (RegionKind::File, false),
+        n if n.starts_with(b"/SYSV") || n.starts_with(b"/dev/shm/") => (RegionKind::Shm, false),
+        _ => (RegionKind::Anon, false),
+    };
+    let mut backing = None;
+    let mut by_ref = false;
+    if kind == RegionKind::File {
+        let ident = if deleted { None } else { file_identity(&name) };
+        let storage = if ident.as_ref().is_some_and(|i| i.inode == m.inode) && !m.shared {
+            by_ref = true;
+            FileStorage::ByReference
+        } else {
+            FileStorage::Embedded
+        };
+        backing = Some(FileBacking {
+            file: ident.unwrap_or(FileIdentity {
+                path: name.clone(),
+                ..Default::default()
+            }),
+            offset,
+            storage,
+        });
+    }
+    let region = Region {
+        start: Addr(start),
+        end: Addr(end),
+        prot: Prot(m.prot),
+        shared: m.shared,
+        grows_down,
+        kind,
+        name,
+        backing,
+    };
+    let mut runs: Vec<(u64, u32)> = Vec::new();
+    let no_data = matches!(
+        kind,
+        RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall
+    ) || m.prot & Prot::READ == 0;
+    if !no_data {
+        let all = kind == RegionKind::Vdso;
+        let anon = !m.shared && !matches!(kind, RegionKind::File);
+        let npages = ((end - start) / PAGE) as usize;
+        let mut entries = vec![0u64; 4096.min(npages)];
+        let mut i = 0usize;
+        while i < npages {
+            let n = entries.len().min(npages - i);
+            let ok = pagemap.is_some_and(|f| {
+                mem::pread_u64s(f, (start / PAGE + i as u64) * 8, &mut entries[..n])
+            });
+            for k in 0..n {
+                let e = if ok { entries[k] } else { 1 << 63 };
+                let present = e >> 63 & 1 == 1;
+                let swapped = e >> 62 & 1 == 1;
+                let filepage = e >> 61 & 1 == 1;
+                let addr = start + (i + k) as u64 * PAGE;
+                let store = if all {
+                    true
+                } else if m.shared {
+                    present
+                } else if by_ref {
+                    (present && !filepage) || swapped
+                } else if anon {
+                    (present || swapped) && !mem::page_is_zero(addr)
+                } else {
+                    present || swapped
+                };
+                if store {
+                    match runs.last_mut() {
+                        Some((a, c)) if *a + *c as u64 * PAGE == addr && *c < max_pages => *c += 1,
+                        _ => runs.push((addr, 1)),
+                    }
+                }
+            }
+            i += n;
+        }
+    }
+    Some(PlannedRegion { region, runs })
+}
+
+fn read_file(p: &str) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_default()
+}
+
+fn split_nul(b: &[u8]) -> Vec<Vec<u8>> {
+    b.split(|&c| c == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect()
+}
+
+fn status_field(status: &str, key: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+}
+
+/// Fields of /proc/self/stat after the comm, 1-based as in proc(5).
+fn stat_fields() -> Vec<u64> {
+    let s = read_file("/proc/self/stat");
+    let close = s.iter().rposition(|&b| b == b')').unwrap_or(0);
+    let rest = String::from_utf8_lossy(&s[(close + 2).min(s.len())..]).into_owned();
+    // rest starts at field 3 (state)
+    let mut v = vec![0u64, 0, 0];
+    for f in rest.split_whitespace() {
+        v.push(f.parse::<i64>().map(|x| x as u64).unwrap_or(0));
+    }
+    v
+}
+
+pub fn process(restart_info_addr: u64) -> Process {
+    let pid = crate::sys::getpid();
+    let status = String::from_utf8_lossy(&read_file("/proc/self/status")).into_owned();
+    let ids = |k: &str| -> [u32; 3] {
+        let v: Vec<u32> = status_field(&status, k)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        [
+            v.first().copied().unwrap_or(0),
+            v.get(1).copied().unwrap_or(0),
+            v.get(2).copied().unwrap_or(0),
+        ]
+    };
+    let groups = status_field(&status, "Groups:")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let umask = status_field(&status, "Umask:")
+        .and_then(|u| u32::from_str_radix(&u, 8).ok())
+        .unwrap_or(0o022);
+    let st = stat_fields();
+    let f = |i: usize| Addr(st.get(i).copied().unwrap_or(0));
+    let auxv_b = read_file("/proc/self/auxv");
+    let mut auxv = Vec::new();
+    for c in auxv_b.chunks_exact(16) {
+        let k = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
+        let v = u64::from_le_bytes(c[8..].try_into().unwrap_or_default());
+        if k == 0 {
+            break;
+        }
+        auxv.push((k, v));
+    }
+    let (ppid, pgid, sid, personality, brk, policy, nice) = mem::misc_ids();
+    Process {
+        pid: Pid(pid),
+        ppid: Pid(ppid),
+        pgid: Pid(pgid),
+        sid: Pid(sid),
+        uid: ids("Uid:"),
+        gid: ids("Gid:"),
+        groups,
+        cwd: std::fs::read_link("/proc/self/cwd")
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .unwrap_or_default(),
+        umask,
+        exe: std::fs::read_link("/proc/self/exe")
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .unwrap_or_default(),
+        cmdline: split_nul(&read_file("/proc/self/cmdline")),
+        environ: split_nul(&read_file("/proc/self/environ")),
+        auxv,
+        personality,
+        mm: MmLayout {
+            start_code: f(26),
+            end_code: f(27),
+            start_stack: f(28),
+            start_data: f(45),
+            end_data: f(46),
+            start_brk: f(47),
+            brk: Addr(brk),
+            arg_start: f(48),
+            arg_end: f(49),
+            env_start: f(50),
+            env_end: f(51),
+        },
+        sched_policy: policy,
+        nice,
+        restart_info_addr: Addr(restart_info_addr),
+    }
+}
+
+pub fn signals() -> SignalState {
+    SignalState {
+        actions: (1..=64).map(mem::kernel_sigaction).collect(),
+        pending: Vec::new(),
+    }
+}
+
+pub fn rlimits() -> Vec<Rlimit> {
+    (0..16).filter_map(mem::rlimit).collect()
+}
+
+pub fn timers() -> Timers {
+    Timers {
+        real: mem::itimer(0),
+        virt: mem::itimer(1),
+        prof: mem::itimer(2),
+        posix: Vec::new(),
+    }
+}
+
+/// Open fds, minus the writer's own.
+pub fn fds(exclude: &[i32]) -> Vec<FdEntry> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return out;
+    };
+    let mut nums: Vec<i32> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    nums.sort();
+    for n in nums {
+        if exclude.contains(&n) {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{n}")) else {
+            continue; // the read_dir fd itself, already closed
+        };
+        let t = target.as_os_str().as_bytes().to_vec();
+        let info = String::from_utf8_lossy(&read_file(&format!("/proc/self/fdinfo/{n}"))).into_owned();
+        let pos: u64 = status_field(&info, "pos:").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let flags = status_field(&info, "flags:")
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .unwrap_or(0);
+        let (status_flags, cloexec) = (flags & !(libc::O_CLOEXEC as u32), flags & libc::O_CLOEXEC as u32 != 0);
+        let meta = std::fs::metadata(format!("/proc/self/fd/{n}")).ok();
+        let ino = meta.as_ref().map_or(0, |m| m.ino());
+        let mode = meta.as_ref().map_or(0, |m| m.mode()) & libc::S_IFMT;
+        let kind = if t.starts_with(b"pipe:") {
+            FdKind::Pipe {
+                pipe_id: ino,
+                write_end: status_flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32,
+                buffered: Vec::new(),
+            }
+        } else if t.starts_with(b"socket:") {
+            FdKind::Socket {
+                family: 0,
+                sock_type: 0,
+                protocol: 0,
+                state: 0,
+                local: SockAddr::default(),
+                peer: SockAddr::default(),
+                options: Vec::new(),
+                inbound: Vec::new(),
+                socket_id: ino,
+            }
+        } else if t.starts_with(b"/dev/pts/") || t.starts_with(b"/dev/tty") || t == b"/dev/console" {
+            let (rows, cols) = mem::winsize(n);
+            FdKind::Tty {
+                path: t.clone(),
+                termios: Vec::new(),
+                rows,
+                cols,
+                controlling: false,
+            }
+        } else if mode == libc::S_IFCHR {
+            FdKind::Device {
+                path: t.clone(),
+                rdev: meta.as_ref().map_or(0, |m| m.rdev()),
+            }
+        } else if mode == libc::S_IFDIR {
+            FdKind::Directory { path: t.clone(), offset: pos }
+        } else if mode == libc::S_IFREG {
+            let deleted = t.ends_with(b" (deleted)");
+            let m = meta.as_ref();
+            FdKind::RegularFile {
+                file: FileIdentity {
+                    path: t.clone(),
+                    dev: m.map_or(0, |m| m.dev()),
+                    inode: ino,
+                    size: m.map_or(0, |m| m.size()),
+                    mtime_ns: m.map_or(0, |m| m.mtime() * 1_000_000_000 + m.mtime_nsec()),
+                },
+                offset: pos,
+                deleted,
+                contents: None,
+            }
+        } else if mode == libc::S_IFIFO {
+            FdKind::Fifo { path: t.clone(), buffered: Vec::new() }
+        } else {
+            FdKind::Unsupported
+        };
+        out.push(FdEntry {
+            fd: Fd(n),
+            fd_flags: FdFlags(if cloexec { libc::FD_CLOEXEC as u32 } else { 0 }),
+            ofd_id: ino ^ ((n as u64) << 48),
+            status_flags,
+            kind,
+        });
+    }
+    out
+}
+
+pub fn fingerprint(vdso: Option<(u64, u64)>) -> HostFingerprint {
+    let (hostname, release) = mem::uname();
+    let cpuinfo = String::from_utf8_lossy(&read_file("/proc/cpuinfo")).into_owned();
+    let mut cpu_flags: Vec<String> = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags").map(|r| r.trim_start_matches([' ', '\t', ':'])))
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    cpu_flags.sort();
+    let (xcr0, xsize) = mem::xsave_info();
+    HostFingerprint {
+        hostname,
+        kernel_release: release,
+        libc_version: format!("glibc {}", mem::libc_version()),
+        vdso_symbols: vdso.map(|(s, e)| vdso_symbols(mem::slice(s, e - s))).unwrap_or_default(),
+        xsave_features: xcr0,
+        xsave_size: xsize,
+        cpu_flags,
+        rseq_size: crate::suspend::RSEQ_SIZE.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// Symbols of the in-memory vdso ELF image (dynsym, via section headers).
+pub fn vdso_symbols(img: &[u8]) -> Vec<VdsoSymbol> {
+    let rd = |o: usize, n: usize| -> Option<u64> {
+        let b = img.get(o..o + n)?;
+        let mut v = [0u8; 8];
+        v[..n].copy_from_slice(b);
+        Some(u64::from_le_bytes(v))
+    };
+    let mut out = Vec::new();
+    (|| -> Option<()> {
+        if img.get(..4)? != b"\x7fELF" {
+            return None;
+        }
+        let shoff = rd(0x28, 8)? as usize;
+        let shentsize = rd(0x3a, 2)? as usize;
+        let shnum = rd(0x3c, 2)? as usize;
+        // the vdso's load address: first PT_LOAD p_vaddr
+        let phoff = rd(0x20, 8)? as usize;
+        let phnum = rd(0x38, 2)? as usize;
+        let mut base = 0;
+        for i in 0..phnum {
+            let p = phoff + i * 56;
+            if rd(p, 4)? == 1 {
+                base = rd(p + 16, 8)?;
+                break;
+            }
+        }
+        for i in 0..shnum {
+            let sh = shoff + i * shentsize;
+            if rd(sh + 4, 4)? != 11 {
+                continue; // SHT_DYNSYM
+            }
+            let off = rd(sh + 0x18, 8)? as usize;
+            let size = rd(sh + 0x20, 8)? as usize;
+            let link = rd(sh + 0x28, 4)? as usize;
+            let strsh = shoff + link * shentsize;
+            let stroff = rd(strsh + 0x18, 8)? as usize;
+            for k in 0..size / 24 {
+                let s = off + k * 24;
+                let name_off = rd(s, 4)? as usize;
+                let value = rd(s + 8, 8)?;
+                let info = rd(s + 4, 1)?;
+                if value == 0 || info & 0xf != 2 {
+                    continue; // functions only
+                }
+                let name_b = img.get(stroff + name_off..)?;
+                let end = name_b.iter().position(|&c| c == 0)?;
+                out.push(VdsoSymbol {
+                    name: String::from_utf8_lossy(&name_b[..end]).into_owned(),
+                    offset: value - base,
+                });
+            }
+        }
+        Some(())
+    })();
+    out
+}

@@ -1,0 +1,443 @@
+//! One checkpoint: suspend the user threads, save the writer threads'
+//! resume points, write the image from the scratch arena, release.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ckpt_format::*;
+
+use crate::alloc;
+use crate::capture::{self, PAGE};
+use crate::compress::{self, Job};
+use crate::ctx::ckpt_save_context;
+use crate::suspend::{self, slot, ARRIVED, MAX_THREADS, NSLOTS, RELEASE_GEN, SUSPENDED};
+use crate::{config, sys};
+
+/// Threads in the last image (checked by the restarted path).
+static IMG_NTHREADS: AtomicU32 = AtomicU32::new(0);
+
+const MAX_CHUNK: u32 = 256;
+
+pub enum Outcome {
+    Written { path: String, bytes: u64 },
+    Failed(String),
+    Restarted,
+}
+
+fn is_writer_tid(tid: i32) -> bool {
+    let n = compress::NWORKERS.load(Ordering::Acquire);
+    tid == sys::gettid()
+        || compress::WORKER_TIDS[..n]
+            .iter()
+            .any(|t| t.load(Ordering::Acquire) == tid)
+}
+
+fn list_tasks() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Signals every user thread and waits until all saved their state.
+fn suspend_all(signo: i32) -> std::result::Result<(), String> {
+    let pid = sys::getpid();
+    let base = 1 + compress::NWORKERS.load(Ordering::Acquire) as u32;
+    for i in base as usize..MAX_THREADS {
+        // SAFETY: slot index in range; only the tid atomic is touched.
+        unsafe { (*slot(i)).tid.store(0, Ordering::Release) };
+    }
+    NSLOTS.store(base, Ordering::Release);
+    SUSPENDED.store(0, Ordering::Release);
+    ARRIVED.store(0, Ordering::Release);
+    // even -> odd: handlers hold their threads until the next increment.
+    RELEASE_GEN.fetch_add(1, Ordering::AcqRel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut signalled = 0u32;
+    loop {
+        let mut new = 0;
+        for tid in list_tasks() {
+            if is_writer_tid(tid) {
+                continue;
+            }
+            let n = NSLOTS.load(Ordering::Acquire) as usize;
+            // SAFETY: reading tid atomics of slots in range.
+            if (0..n).any(|i| unsafe { (*slot(i)).tid.load(Ordering::Acquire) } == tid) {
+                continue;
+            }
+            if n >= MAX_THREADS {
+                return Err(format!("more than {MAX_THREADS} threads"));
+            }
+            // SAFETY: slot n is unused (index in range).
+            unsafe { (*slot(n)).tid.store(tid, Ordering::Release) };
+            NSLOTS.store(n as u32 + 1, Ordering::Release);
+            if sys::tgkill(pid, tid, signo) == 0 {
+                signalled += 1;
+                new += 1;
+            } else {
+                // SAFETY: as above.
+                unsafe { (*slot(n)).tid.store(-1, Ordering::Release) };
+            }
+        }
+        loop {
+            let s = SUSPENDED.load(Ordering::Acquire);
+            if s >= signalled {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "only {s} of {signalled} threads suspended within 5 s"
+                ));
+            }
+            sys::futex_wait(&SUSPENDED, s, 50);
+        }
+        if new == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs a checkpoint; user threads run again when it returns.
+pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
+    let signo = suspend::SIGNO.load(Ordering::Relaxed);
+    if let Err(e) = suspend_all(signo) {
+        suspend::release_all();
+        return Outcome::Failed(e);
+    }
+    let nw = compress::NWORKERS.load(Ordering::Acquire);
+    compress::command(compress::CMD_SAVE);
+    if !compress::wait_ack(5000) {
+        suspend::release_all();
+        return Outcome::Failed("compression workers did not answer".into());
+    }
+    let n = NSLOTS.load(Ordering::Acquire) as usize;
+    // SAFETY: reading tid atomics of slots in range.
+    let users = (1 + nw..n)
+        .filter(|&i| unsafe { (*slot(i)).tid.load(Ordering::Acquire) } > 0)
+        .count();
+    IMG_NTHREADS.store((1 + nw + users) as u32, Ordering::Release);
+    // From here until the end of the write phase, every allocation comes
+    // from the scratch arena and the main arena is frozen.
+    alloc::SCRATCH_MODE.store(true, Ordering::SeqCst);
+    suspend::prepare_self(0);
+    // SAFETY: called directly from this frame, which stays live during the
+    // write phase; the restarted path below uses only globals.
+    if unsafe { ckpt_save_context(suspend::resume_ptr(0)) } != 0 {
+        restarted();
+        return Outcome::Restarted;
+    }
+    let r = write_image(req);
+    if !compress::wait_ack(10_000) {
+        log!("compression workers did not finish");
+    }
+    alloc::SCRATCH_MODE.store(false, Ordering::SeqCst);
+    // Copy the result out of the scratch arena before resetting it.
+    let out = match &r {
+        Ok((p, b)) => Outcome::Written {
+            path: String::from(p.as_str()),
+            bytes: *b,
+        },
+        Err(e) => Outcome::Failed(String::from(e.as_str())),
+    };
+    std::mem::forget(r);
+    alloc::reset_scratch();
+    suspend::release_all();
+    out
+}
+
+/// The checkpoint thread in a restored process. Globals only.
+#[inline(never)]
+fn restarted() {
+    alloc::SCRATCH_MODE.store(false, Ordering::SeqCst);
+    let ri = config::restart_info();
+    let want = IMG_NTHREADS.load(Ordering::Acquire).saturating_sub(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = ARRIVED.load(Ordering::Acquire);
+        if a >= want || std::time::Instant::now() > deadline {
+            break;
+        }
+        sys::futex_wait(&ARRIVED, a, 50);
+    }
+    if ri.scratch_addr != 0 && ri.scratch_len != 0 {
+        sys::munmap(ri.scratch_addr, ri.scratch_len);
+    }
+    alloc::init_scratch();
+    config::apply_restart(&ri);
+    log!(
+        "restarted (restart #{}): {} of {} threads arrived",
+        ri.restarted,
+        ARRIVED.load(Ordering::Acquire),
+        want
+    );
+    suspend::release_all();
+}
+
+fn thread_records(pid: i32) -> Vec<Thread> {
+    let n = NSLOTS.load(Ordering::Acquire) as usize;
+    let nw = compress::NWORKERS.load(Ordering::Acquire);
+    let rseq_size = suspend::RSEQ_SIZE.load(Ordering::Relaxed);
+    let rseq_off = suspend::RSEQ_OFFSET.load(Ordering::Relaxed);
+    let mut out = Vec::new();
+    for i in 0..n {
+        // SAFETY: every thread wrote its slot before the SUSPENDED/ack
+        // futex told us so; nobody writes slots during the write phase.
+        let s = unsafe { &*slot(i) };
+        let tid = s.tid.load(Ordering::Acquire);
+        if tid <= 0 {
+            continue;
+        }
+        let writer = i <= nw;
+        let g = &s.gregs;
+        let r = s.resume;
+        let regs = if writer {
+            GpRegs {
+                rip: r.rip,
+                rsp: r.rsp,
+                rbx: r.rbx,
+                rbp: r.rbp,
+                r12: r.r12,
+                r13: r.r13,
+                r14: r.r14,
+                r15: r.r15,
+                fs_base: s.fs_base,
+                cs: 0x33,
+                ss: 0x2b,
+                ..Default::default()
+            }
+        } else {
+            GpRegs {
+                r8: g[0],
+                r9: g[1],
+                r10: g[2],
+                r11: g[3],
+                r12: g[4],
+                r13: g[5],
+                r14: g[6],
+                r15: g[7],
+                rdi: g[8],
+                rsi: g[9],
+                rbp: g[10],
+                rbx: g[11],
+                rdx: g[12],
+                rax: g[13],
+                rcx: g[14],
+                rsp: g[15],
+                rip: g[16],
+                eflags: g[17],
+                cs: g[18] & 0xffff,
+                gs: (g[18] >> 16) & 0xffff,
+                fs: (g[18] >> 32) & 0xffff,
+                ss: (g[18] >> 48) & 0xffff,
+                orig_rax: u64::MAX,
+                fs_base: s.fs_base,
+                ..Default::default()
+            }
+        };
+        let mut flags = 0;
+        if tid == pid {
+            flags |= ThreadFlags::LEADER;
+        }
+        if i == 0 {
+            flags |= ThreadFlags::CHECKPOINT_THREAD;
+        }
+        let (sp, ssf, sz) = s.ss;
+        let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default();
+        out.push(Thread {
+            tid: Pid(tid),
+            flags: ThreadFlags(flags),
+            name,
+            regs,
+            xsave: s.xsave[..s.xsave_len.min(s.xsave.len())].to_vec(),
+            sigmask: s.sigmask,
+            sigaltstack: if sz == 0 || ssf & libc::SS_DISABLE != 0 {
+                SigAltStack {
+                    sp: Addr(0),
+                    flags: libc::SS_DISABLE,
+                    size: 0,
+                }
+            } else {
+                SigAltStack {
+                    sp: Addr(sp),
+                    flags: ssf,
+                    size: sz,
+                }
+            },
+            rseq: (rseq_size > 0).then_some(Rseq {
+                addr: Addr(s.fs_base.wrapping_add(rseq_off)),
+                len: 32,
+                sig: 0x5305_3053,
+            }),
+            robust_list: Addr(s.robust.0),
+            robust_list_len: s.robust.1,
+            clear_child_tid: Addr(s.ctid),
+            pending: Vec::new(),
+            resume: r.to_model(),
+        });
+    }
+    out
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn parse_hex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The write phase (scratch arena): returns (final path, bytes).
+fn write_image(req: &ckpt_protocol::CheckpointRequest) -> std::result::Result<(String, u64), String> {
+    let cfg = config::get();
+    let pid = sys::getpid();
+    let compress = req.compress && !cfg.no_compress;
+    let dir = if req.dir.is_empty() {
+        cfg.dir.clone()
+    } else {
+        req.dir.clone()
+    };
+    let name = format!("ckpt_{}_{}.ckpt", cfg.prog, cfg.unique_id);
+    let path = format!("{dir}/{name}");
+    let tmp = format!("{path}.tmp");
+
+    let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
+    exclude.extend(config::own_fds());
+    let fds = capture::fds(&exclude);
+    let threads = thread_records(pid);
+    let regions = capture::plan_regions(alloc::scratch_range(), MAX_CHUNK);
+    let vdso = regions
+        .iter()
+        .find(|r| r.region.kind == RegionKind::Vdso)
+        .map(|r| (r.region.start.0, r.region.end.0));
+    let computation_id = parse_hex16(&req.computation_id).unwrap_or(cfg.computation_id);
+    let header = ImageHeader {
+        writer_version: WRITER_VERSION.to_string(),
+        arch: 62,
+        page_size: PAGE as u32,
+        created_ns: now_ns(),
+        computation_id,
+        generation: req.generation,
+        vpid: Pid(pid),
+        real_pid: pid,
+        program: cfg.prog.clone(),
+        unique_id: cfg.unique_id.clone(),
+        host: capture::fingerprint(vdso),
+    };
+    let process = capture::process(config::restart_info_addr());
+
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| format!("create {tmp}: {e}"))?
+    };
+    let bw = std::io::BufWriter::with_capacity(1 << 20, file);
+    let err = |e: ckpt_format::Error| format!("write {tmp}: {e}");
+    let mut enc = Encoder::new(bw, &header).map_err(err)?;
+    enc.process(&process).map_err(err)?;
+    for t in &threads {
+        enc.thread(t).map_err(err)?;
+    }
+    let mut jobs = Vec::new();
+    for r in &regions {
+        let idx = enc.region(&r.region).map_err(err)?;
+        for &(addr, pages) in &r.runs {
+            jobs.push(Job {
+                region: idx,
+                addr,
+                pages,
+            });
+        }
+    }
+    for f in &fds {
+        enc.fd(f).map_err(err)?;
+    }
+    enc.signals(&capture::signals()).map_err(err)?;
+    enc.timers(&capture::timers()).map_err(err)?;
+    enc.rlimits(&capture::rlimits()).map_err(err)?;
+    enc.pid_table(&[PidEntry {
+        vpid: Pid(pid),
+        real_pid: pid,
+        ppid: process.ppid,
+        pgid: process.pgid,
+        sid: process.sid,
+        threads: threads.iter().map(|t| t.tid).collect(),
+    }])
+    .map_err(err)?;
+
+    let meta = |j: &Job| ChunkMeta {
+        region: j.region,
+        addr: Addr(j.addr),
+        pages: j.pages,
+        encoding: ChunkEncoding::Raw,
+    };
+    let raw_of = |j: &Job| crate::mem::slice(j.addr, j.pages as u64 * PAGE);
+    if !compress || jobs.is_empty() {
+        for j in &jobs {
+            enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j))).map_err(err)?;
+        }
+        // workers were not started for this phase: make wait_ack succeed
+        compress::WORK_ACK.store(u32::MAX, Ordering::Release);
+    } else {
+        let n = compress::start(jobs, cfg.level);
+        let (jobs, res) = compress::current();
+        let cctx = compress::Cctx::new(cfg.level).ok_or("zstd context")?;
+        let mut written = 0;
+        while written < n {
+            let st = res[written].state.load(Ordering::Acquire);
+            if st == 0 {
+                // help, or wait for the one we need next
+                let d = compress::DONE.load(Ordering::Acquire);
+                if !help_one(&cctx) {
+                    sys::futex_wait(&compress::DONE, d, 20);
+                }
+                continue;
+            }
+            let j = &jobs[written];
+            if st == 1 {
+                let p = res[written].ptr.load(Ordering::Relaxed);
+                let l = res[written].len.load(Ordering::Relaxed);
+                let frame = crate::mem::slice(p as u64, l as u64).to_vec();
+                enc.chunk(&EncodedChunk::from_zstd_frame(meta(j), frame))
+                    .map_err(err)?;
+            } else {
+                enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j))).map_err(err)?;
+            }
+            written += 1;
+        }
+    }
+    let bytes = enc.offset();
+    let bw = enc.finish().map_err(err)?;
+    let file = bw.into_inner().map_err(|e| format!("write {tmp}: {e}"))?;
+    let bytes = bytes.max(file.metadata().map(|m| m.len()).unwrap_or(0));
+    file.sync_all().map_err(|e| format!("fsync {tmp}: {e}"))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|e| format!("rename {tmp}: {e}"))?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok((path, bytes))
+}
+
+/// The checkpoint thread compresses one job itself, if one is left.
+fn help_one(c: &compress::Cctx) -> bool {
+    compress::help(c)
+}

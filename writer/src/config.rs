@@ -1,0 +1,208 @@
+//! Settings from the environment (read once in the constructor), the
+//! restart hand-off block, and the writer's own fds.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+use ckpt_format::abi::{get_cstr, RestartInfo};
+
+use crate::sys;
+
+#[derive(Clone, Default)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub secret: String,
+    pub dir: String,
+    pub tmpdir: String,
+    pub prog: String,
+    pub unique_id: String,
+    pub computation_id: [u8; 16],
+    pub no_compress: bool,
+    pub level: i32,
+}
+
+static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+/// The coordinator socket (-1 = none).
+pub static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
+
+pub struct InfoCell(std::cell::UnsafeCell<RestartInfo>);
+// SAFETY: written by the constructor before any other writer thread runs,
+// and by the restorer before any thread resumes; read by the checkpoint
+// thread only.
+unsafe impl Sync for InfoCell {}
+pub static RESTART_INFO: InfoCell = InfoCell(std::cell::UnsafeCell::new(RestartInfo::new()));
+
+pub fn restart_info_addr() -> u64 {
+    RESTART_INFO.0.get() as u64
+}
+
+pub fn restart_info() -> RestartInfo {
+    // SAFETY: plain-data copy; volatile because the restorer writes it behind our back.
+    unsafe { std::ptr::read_volatile(RESTART_INFO.0.get()) }
+}
+
+fn touch_restart_info() {
+    // SAFETY: the magic word of our own static (makes its page ours: COW).
+    unsafe {
+        let p = RESTART_INFO.0.get();
+        std::ptr::write_volatile(
+            std::ptr::addr_of_mut!((*p).magic),
+            ckpt_format::abi::RESTART_INFO_MAGIC,
+        );
+    }
+}
+
+pub fn get() -> Config {
+    CONFIG
+        .lock()
+        .map(|c| c.clone().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn set(c: Config) {
+    if let Ok(mut g) = CONFIG.lock() {
+        *g = Some(c);
+    }
+}
+
+pub fn own_fds() -> Vec<i32> {
+    vec![SOCK_FD.load(Ordering::Relaxed)]
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn new_unique_id() -> String {
+    // SAFETY: gethostid has no arguments.
+    let hostid = unsafe { libc::gethostid() } as u32;
+    format!("{hostid:08x}-{}-{:x}", sys::getpid(), now_ns() & 0xffff_ffff)
+}
+
+fn prog_name() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| "prog".into())
+}
+
+/// Opens `$tmpdir/ckpt-<prog>-<pid>.log` as the log.
+pub fn open_log(tmpdir: &str, prog: &str) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(tmpdir);
+    let path = format!("{tmpdir}/ckpt-{prog}-{}.log", sys::getpid());
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+    {
+        use std::os::fd::IntoRawFd;
+        let old = sys::LOG_FD.swap(f.into_raw_fd(), Ordering::SeqCst);
+        let _ = old; // a restored process's old log fd was closed by the restorer
+    }
+}
+
+/// Reads the environment (constructor).
+pub fn init_from_env() -> Config {
+    touch_restart_info();
+    let user = env("USER").unwrap_or_else(|| {
+        // SAFETY: getuid cannot fail.
+        format!("{}", unsafe { libc::getuid() })
+    });
+    let tmpdir = env("CKPT_TMPDIR").unwrap_or_else(|| format!("/tmp/ckpt-{user}"));
+    let dir = env("CKPT_DIR").unwrap_or_else(|| ".".into());
+    let dir = std::fs::canonicalize(&dir)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or(dir);
+    let computation_id = env("CKPT_COMPUTATION_ID")
+        .and_then(|s| {
+            let mut out = [0u8; 16];
+            if s.len() != 32 {
+                return None;
+            }
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+            }
+            Some(out)
+        })
+        .unwrap_or_else(|| {
+            let mut out = [0u8; 16];
+            out[..8].copy_from_slice(&now_ns().to_le_bytes());
+            out[8..12].copy_from_slice(&(sys::getpid() as u32).to_le_bytes());
+            out
+        });
+    let c = Config {
+        host: env("CKPT_COORD_HOST").unwrap_or_else(|| "127.0.0.1".into()),
+        port: env("CKPT_COORD_PORT")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(ckpt_protocol::DEFAULT_PORT),
+        secret: env("CKPT_SECRET").unwrap_or_default(),
+        dir,
+        tmpdir,
+        prog: prog_name(),
+        unique_id: env("CKPT_UNIQUE_ID").unwrap_or_else(new_unique_id),
+        computation_id,
+        no_compress: env("CKPT_NO_COMPRESS").is_some_and(|v| v == "1"),
+        level: env("CKPT_ZSTD_LEVEL")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+    };
+    open_log(&c.tmpdir, &c.prog);
+    set(c.clone());
+    c
+}
+
+/// A forked child: new identity, new log.
+pub fn after_fork() {
+    let mut c = get();
+    c.unique_id = new_unique_id();
+    c.prog = prog_name();
+    let old = sys::LOG_FD.swap(-1, Ordering::SeqCst);
+    if old >= 0 {
+        // SAFETY: closing the parent's log fd copy we own.
+        unsafe { libc::close(old) };
+    }
+    let s = SOCK_FD.swap(-1, Ordering::SeqCst);
+    if s >= 0 {
+        // SAFETY: the parent's coordinator connection must not be shared.
+        unsafe { libc::close(s) };
+    }
+    open_log(&c.tmpdir, &c.prog);
+    set(c);
+}
+
+/// New settings from the restorer's hand-off block.
+pub fn apply_restart(ri: &RestartInfo) {
+    let mut c = get();
+    let s = |b: &[u8]| String::from_utf8_lossy(get_cstr(b)).into_owned();
+    if !get_cstr(&ri.coord_host).is_empty() {
+        c.host = s(&ri.coord_host);
+    }
+    if ri.coord_port != 0 {
+        c.port = ri.coord_port as u16;
+    }
+    if !get_cstr(&ri.secret).is_empty() {
+        c.secret = s(&ri.secret);
+    }
+    if !get_cstr(&ri.ckpt_dir).is_empty() {
+        c.dir = s(&ri.ckpt_dir);
+    }
+    if !get_cstr(&ri.tmpdir).is_empty() {
+        c.tmpdir = s(&ri.tmpdir);
+    }
+    SOCK_FD.store(-1, Ordering::SeqCst);
+    open_log(&c.tmpdir, &c.prog);
+    set(c);
+}

@@ -1,0 +1,167 @@
+//! Small syscall wrappers for the capture (reading our own memory and
+//! kernel state). Each unsafe block is one call on valid local buffers.
+
+use std::os::fd::AsRawFd;
+
+use ckpt_format::{Rlimit, SigAction, TimerValue};
+
+/// Our own memory `[addr, addr+len)` as a slice.
+/// Callers pass only ranges of mappings that are readable and present.
+pub fn slice<'a>(addr: u64, len: u64) -> &'a [u8] {
+    // SAFETY: callers pass readable, mapped, present pages of this process
+    // (from /proc/self/maps and pagemap) that stay mapped during the write
+    // phase: every other thread is suspended.
+    unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }
+}
+
+pub fn page_is_zero(addr: u64) -> bool {
+    // SAFETY: addr is a present page of a readable mapping (see `slice`).
+    let words = unsafe { std::slice::from_raw_parts(addr as *const u64, 512) };
+    words.iter().all(|&w| w == 0)
+}
+
+pub fn pread_u64s(f: &std::fs::File, off: u64, out: &mut [u64]) -> bool {
+    let len = out.len() * 8;
+    // SAFETY: reading into out's bytes.
+    let n = unsafe {
+        libc::pread(f.as_raw_fd(), out.as_mut_ptr() as *mut libc::c_void, len, off as i64)
+    };
+    n == len as isize
+}
+
+/// (ppid, pgid, sid, personality, brk, sched policy, nice)
+pub fn misc_ids() -> (i32, i32, i32, u32, u64, u32, i32) {
+    // SAFETY: plain syscalls with integer arguments.
+    unsafe {
+        let ppid = libc::getppid();
+        let pgid = libc::getpgid(0);
+        let sid = libc::getsid(0);
+        let pers = libc::personality(0xffff_ffff) as u32;
+        let brk = libc::syscall(libc::SYS_brk, 0usize) as u64;
+        let pol = libc::sched_getscheduler(0) as u32;
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+        (ppid, pgid, sid, pers, brk, pol, nice)
+    }
+}
+
+#[repr(C)]
+struct KSigaction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+pub fn kernel_sigaction(sig: i32) -> SigAction {
+    let mut k = KSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction(sig, NULL, &old, 8) fills the kernel struct.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            0usize,
+            &mut k as *mut KSigaction,
+            8usize,
+        )
+    };
+    SigAction {
+        handler: k.handler,
+        flags: k.flags,
+        restorer: k.restorer,
+        mask: k.mask,
+    }
+}
+
+pub fn rlimit(res: u32) -> Option<Rlimit> {
+    let mut r = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on ourselves, reading only.
+    let rc = unsafe { libc::prlimit64(0, res as _, std::ptr::null(), &mut r) };
+    (rc == 0).then_some(Rlimit {
+        resource: res,
+        cur: r.rlim_cur,
+        max: r.rlim_max,
+    })
+}
+
+pub fn itimer(which: i32) -> TimerValue {
+    let mut v = [0i64; 4];
+    // SAFETY: struct itimerval is four longs.
+    unsafe { libc::syscall(libc::SYS_getitimer, which, v.as_mut_ptr()) };
+    let ns = |s: i64, us: i64| (s as u64) * 1_000_000_000 + (us as u64) * 1000;
+    TimerValue {
+        interval_ns: ns(v[0], v[1]),
+        value_ns: ns(v[2], v[3]),
+    }
+}
+
+pub fn winsize(fd: i32) -> (u16, u16) {
+    let mut w = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut w) };
+    (w.ws_row, w.ws_col)
+}
+
+pub fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data filled by uname.
+    let u = unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        libc::uname(&mut u);
+        u
+    };
+    let s = |f: &[libc::c_char]| {
+        let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    (s(&u.nodename), s(&u.release))
+}
+
+/// (XCR0, XSAVE size for the enabled features)
+pub fn xsave_info() -> (u64, u32) {
+    // SAFETY: cpuid leaf 0xd and xgetbv(0) are available on every x86_64 with XSAVE.
+    unsafe {
+        let c = std::arch::x86_64::__cpuid_count(0xd, 0);
+        let x = std::arch::x86_64::_xgetbv(0);
+        (x, c.ebx)
+    }
+}
+
+extern "C" {
+    fn gnu_get_libc_version() -> *const libc::c_char;
+}
+
+pub fn libc_version() -> String {
+    // SAFETY: returns a static NUL-terminated string.
+    unsafe {
+        let p = gnu_get_libc_version();
+        if p.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// Looks up a data symbol of the process (`__rseq_offset`, ...).
+pub fn dlsym_default(name: &[u8]) -> *const u8 {
+    // SAFETY: name is NUL-terminated.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr() as *const libc::c_char) as *const u8 }
+}
+
+/// Reads a value of type T at p (non-null, from dlsym).
+pub fn read_at<T: Copy>(p: *const u8) -> T {
+    // SAFETY: p is a symbol of at least size_of::<T>() bytes.
+    unsafe { std::ptr::read_unaligned(p as *const T) }
+}

@@ -1,0 +1,218 @@
+//! Raw syscalls and the log: async-signal-safe, no allocation, no libc locks.
+
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+/// Log file descriptor (-1 = none).
+pub static LOG_FD: AtomicI32 = AtomicI32::new(-1);
+/// Verbose logging (CKPT_DEBUG=1).
+pub static DEBUG: AtomicI32 = AtomicI32::new(0);
+
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+pub fn tgkill(pid: i32, tid: i32, sig: i32) -> i64 {
+    // SAFETY: plain syscall with integer arguments.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) }
+}
+
+/// Waits while `*w == val`, at most `timeout_ms` (0 = forever).
+pub fn futex_wait(w: &AtomicU32, val: u32, timeout_ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    let tsp = if timeout_ms == 0 {
+        std::ptr::null()
+    } else {
+        &ts as *const libc::timespec
+    };
+    // SAFETY: w is a valid aligned u32 for the whole call; ts lives on our stack.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            w.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            tsp,
+            0usize,
+            0u32,
+        );
+    }
+}
+
+pub fn futex_wake(w: &AtomicU32) {
+    // SAFETY: w is a valid aligned u32.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            w.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+            0usize,
+            0usize,
+            0u32,
+        );
+    }
+}
+
+pub fn get_fs_base() -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: ARCH_GET_FS writes one u64 to the pointer we give.
+    unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut v as *mut u64) };
+    v
+}
+
+pub fn get_robust_list() -> (u64, u64) {
+    let mut head: u64 = 0;
+    let mut len: usize = 0;
+    // SAFETY: get_robust_list(0 = self) writes a pointer and a length.
+    unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut head as *mut u64,
+            &mut len as *mut usize,
+        )
+    };
+    (head, len as u64)
+}
+
+pub fn get_tid_address() -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: PR_GET_TID_ADDRESS (40) writes one pointer.
+    unsafe { libc::prctl(40, &mut v as *mut u64, 0, 0, 0) };
+    v
+}
+
+pub fn sigaltstack_get() -> (u64, i32, u64) {
+    // SAFETY: stack_t is plain data; sigaltstack(NULL, &old) only reads the current one.
+    unsafe {
+        let mut old: libc::stack_t = std::mem::zeroed();
+        libc::syscall(libc::SYS_sigaltstack, 0usize, &mut old as *mut libc::stack_t);
+        (old.ss_sp as u64, old.ss_flags, old.ss_size as u64)
+    }
+}
+
+/// rt_sigprocmask with a raw 64-bit mask; returns the old mask.
+pub fn sigmask(how: i32, set: Option<u64>) -> u64 {
+    let mut old: u64 = 0;
+    let s = set.unwrap_or(0);
+    let p = if set.is_some() {
+        &s as *const u64
+    } else {
+        std::ptr::null()
+    };
+    // SAFETY: kernel sigset of 8 bytes, both pointers valid or null.
+    unsafe { libc::syscall(libc::SYS_rt_sigprocmask, how, p, &mut old as *mut u64, 8usize) };
+    old
+}
+
+pub fn write_all(fd: i32, mut b: &[u8]) {
+    while !b.is_empty() {
+        // SAFETY: writing from a valid slice.
+        let n = unsafe { libc::write(fd, b.as_ptr() as *const libc::c_void, b.len()) };
+        if n <= 0 {
+            return;
+        }
+        b = &b[n as usize..];
+    }
+}
+
+/// A fixed buffer for formatting log lines without allocating.
+pub struct LineBuf {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl LineBuf {
+    pub fn new() -> Self {
+        LineBuf {
+            buf: [0; 1024],
+            len: 0,
+        }
+    }
+}
+
+impl std::fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.buf.len() - 1 - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes one line to the log (no allocation).
+pub fn log_args(args: std::fmt::Arguments<'_>) {
+    let fd = LOG_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    let mut lb = LineBuf::new();
+    let _ = std::fmt::Write::write_fmt(&mut lb, format_args!("[{}] ", gettid()));
+    let _ = std::fmt::Write::write_fmt(&mut lb, args);
+    lb.buf[lb.len] = b'\n';
+    write_all(fd, &lb.buf[..lb.len + 1]);
+}
+
+#[macro_export]
+macro_rules! log {
+    ($($t:tt)*) => { $crate::sys::log_args(format_args!($($t)*)) };
+}
+
+#[macro_export]
+macro_rules! debug {
+    ($($t:tt)*) => {
+        if $crate::sys::DEBUG.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            $crate::sys::log_args(format_args!($($t)*))
+        }
+    };
+}
+
+pub fn exit_group(code: i32) -> ! {
+    // SAFETY: exit_group never returns.
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, code);
+    }
+    unreachable!()
+}
+
+pub fn sleep_ms(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+pub fn mmap_anon(len: usize, extra: i32) -> *mut u8 {
+    // SAFETY: anonymous private mapping, no fd.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        p as *mut u8
+    }
+}
+
+pub fn munmap(addr: u64, len: u64) {
+    // SAFETY: the caller owns the range (allocator or restorer scratch).
+    unsafe { libc::munmap(addr as *mut libc::c_void, len as usize) };
+}
+
+pub fn madvise_dontneed(addr: u64, len: u64) {
+    // SAFETY: the range is our scratch arena; its contents are discarded on purpose.
+    unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, libc::MADV_DONTNEED) };
+}

@@ -1,0 +1,240 @@
+//! End to end: a C program under LD_PRELOAD=libckpt_writer.so, a tiny
+//! in-test coordinator, one checkpoint, the image decoded and validated,
+//! then the image restored with ckpt-restore and the counter checked.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use ckpt_format::{MappedImage, RegionKind, ThreadFlags};
+use ckpt_protocol::{CheckpointRequest, ToClient, ToCoordinator};
+
+fn target_dir() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here.join("../target"))
+        .join("debug")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ckpt-writer-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn compile(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/counter.c");
+    let exe = dir.join("counter");
+    let st = Command::new("cc")
+        .args(["-O1", "-g", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(st.success(), "cc failed");
+    exe
+}
+
+/// Lines of a child's stdout, through a channel.
+fn lines_of(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(r).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (bounded) for a line matching `f`; returns it.
+fn wait_line(rx: &Receiver<String>, secs: u64, what: &str, mut f: impl FnMut(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                assert!(!l.contains("BAD") && !l.contains("STUCK"), "self-check failed: {l}");
+                if f(&l) {
+                    return l;
+                }
+            }
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+fn tick_of(l: &str) -> Option<u64> {
+    let mut w = l.split_whitespace();
+    (w.next()? == "tick").then_some(())?;
+    w.next()?.parse().ok()
+}
+
+fn dump_logs(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            eprintln!("--- {}", e.path().display());
+            eprintln!("{}", std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn checkpoint_then_restore_continues_counting() {
+    let lib = target_dir().join("libckpt_writer.so");
+    assert!(lib.exists(), "{} missing: run scripts/build.sh", lib.display());
+    let dir = tmp("ckpt");
+    let logs = dir.join("logs");
+    let exe = compile(&dir);
+    let stop = dir.join("stop");
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Kill(
+        Command::new(&exe)
+            .arg(&stop)
+            .env("LD_PRELOAD", &lib)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_DIR", &dir)
+            .env("CKPT_TMPDIR", &logs)
+            .env("CKPT_DEBUG", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = lines_of(child.0.stdout.take().unwrap());
+    wait_line(&out, 10, "first tick", |l| tick_of(l) == Some(3));
+
+    // The coordinator side.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (sock, _) = loop {
+        match listener.accept() {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => {
+                dump_logs(&logs);
+                panic!("writer never connected: {e}")
+            }
+        }
+    };
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut r = BufReader::new(sock.try_clone().unwrap());
+    let mut w = sock;
+    let hello: ToCoordinator = ckpt_protocol::recv(&mut r).unwrap().unwrap();
+    assert!(matches!(hello, ToCoordinator::Hello(_)), "{hello:?}");
+    ckpt_protocol::send(&mut w, &ToClient::Welcome { interval: 0 }).unwrap();
+    ckpt_protocol::send(
+        &mut w,
+        &ToClient::Checkpoint(CheckpointRequest {
+            generation: 1,
+            dir: dir.to_string_lossy().into_owned(),
+            compress: true,
+            open_files: false,
+            computation_id: "00112233445566778899aabbccddeeff".into(),
+        }),
+    )
+    .unwrap();
+    let reply: Option<ToCoordinator> = ckpt_protocol::recv(&mut r).unwrap();
+    let (path, bytes) = match reply {
+        Some(ToCoordinator::Checkpointed { generation: 1, path, bytes }) => (path, bytes),
+        other => {
+            dump_logs(&logs);
+            panic!("checkpoint reply: {other:?}")
+        }
+    };
+    eprintln!("image {path}: {bytes} bytes");
+
+    // Still counting after the checkpoint.
+    let after = tick_of(&wait_line(&out, 10, "a tick", |l| tick_of(l).is_some())).unwrap();
+    wait_line(&out, 10, "more ticks", |l| tick_of(l) == Some(after + 3));
+    let killed_at = after + 3;
+    drop(child);
+
+    // The image.
+    let img = MappedImage::open(&path).expect("open image");
+    let problems = img.validate();
+    assert!(problems.problems.is_empty(), "validate: {problems:?}");
+    let threads = img.threads();
+    let user: Vec<_> = threads
+        .iter()
+        .filter(|t| t.flags.0 & ThreadFlags::CHECKPOINT_THREAD == 0 && t.name != "ckpt-worker")
+        .collect();
+    assert!(user.len() >= 3, "user threads: {:?}", threads.iter().map(|t| &t.name).collect::<Vec<_>>());
+    assert!(threads.iter().any(|t| t.flags.0 & ThreadFlags::LEADER != 0));
+    assert!(user.iter().all(|t| t.xsave.len() >= 512 && t.resume.rip != 0));
+    let regions = img.regions();
+    assert!(regions.iter().any(|r| r.kind == RegionKind::Heap), "no [heap]");
+    assert!(regions.iter().any(|r| r.kind == RegionKind::Stack), "no [stack]");
+    let pat = b"CKPT-PATTERN-000000000000000032";
+    let mut found = false;
+    for c in img.chunks() {
+        let mut buf = vec![0u8; c.meta.pages as usize * 4096];
+        img.read_chunk(c, &mut buf).unwrap();
+        if buf.windows(pat.len()).any(|w| w == pat) {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "heap pattern not in the page data");
+
+    // The real proof: restore and keep counting.
+    let restorer = target_dir().join("ckpt-restore");
+    assert!(restorer.exists(), "{} missing: run scripts/build.sh", restorer.display());
+    let mut rchild = Kill(
+        Command::new(&restorer)
+            .arg(&path)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_TMPDIR", &logs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rout = lines_of(rchild.0.stdout.take().unwrap());
+    let rerr = lines_of(rchild.0.stderr.take().unwrap());
+    let first = match rout.recv_timeout(Duration::from_secs(20)) {
+        Ok(l) => l,
+        Err(_) => {
+            let errs: Vec<String> = rerr.try_iter().collect();
+            dump_logs(&logs);
+            panic!("restored process printed nothing; ckpt-restore stderr:\n{}", errs.join("\n"));
+        }
+    };
+    eprintln!("first line after restore: {first}");
+    let n = tick_of(&first)
+        .or_else(|| tick_of(&wait_line(&rout, 10, "tick", |l| tick_of(l).is_some())))
+        .unwrap();
+    assert!(n > 3 && n <= killed_at, "restored counter at {n}, checkpoint near {after}");
+    wait_line(&rout, 10, "ticks after restore", |l| tick_of(l) == Some(n + 25));
+    std::fs::write(&stop, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = rchild.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "restored process did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "restored exit status");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = w.flush();
+}
