@@ -48,6 +48,11 @@ impl MappedImage {
         Self::parse(Bytes::Map(map))
     }
 
+    /// Opens an image the caller has mapped.
+    pub fn from_mmap(map: memmap2::Mmap) -> Result<Self> {
+        Self::parse(Bytes::Map(map))
+    }
+
     /// Opens an image held in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
         Self::parse(Bytes::Owned(bytes))

@@ -1,9 +1,21 @@
-//! Fixed on-disk layouts, one per table of `spec/v1.md`.
+//! On-disk layouts of format v1, one per table of `spec/v1.md`.
 //!
-//! Integers are little-endian. Variable-length payloads (the model records)
-//! are laid out by `codec.rs`; this module holds only what has a fixed size.
-//! binrw gives the byte order and the field order; each struct's doc names
-//! its spec section.
+//! Integers are little-endian. The fixed-size structures (preamble, record
+//! header, chunk header, index entry, trailer) are binrw structs below,
+//! each field documented with its byte offset. The variable-length payloads
+//! of the metadata records are tabled in [`payloads`] and implemented in
+//! `codec.rs` (by hand, not derived: every length and count is checked
+//! against the bytes that remain before anything is allocated).
+//!
+//! An image is:
+//!
+//! ```text
+//! offset 0   Preamble (16 bytes)
+//! 16         Record  = RecordHeader (24 bytes) + payload (payload_len bytes)
+//! ...        Record  (HEADER first, then any order; PAGES after its REGION)
+//! I          Record  INDEX (lists every record before it)
+//! L - 32     Trailer (32 bytes); the file ends here
+//! ```
 
 use binrw::{BinRead, BinWrite};
 use std::fmt;
@@ -32,85 +44,121 @@ pub const FLAG_SAFE_TO_COPY: u16 = 2;
 /// Flags a v1 reader knows; any other bit set is an error.
 pub const FLAGS_KNOWN: u16 = FLAG_CRITICAL | FLAG_SAFE_TO_COPY;
 
-/// Spec §2: the preamble at offset 0.
+/// Spec §2: the preamble at offset 0 (16 bytes).
+///
+/// A reader refuses a major version it does not know (unsupported, not
+/// corrupt) and reads every minor version of a major it knows: minor
+/// versions only add record kinds or trailing fields a reader may skip.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
 pub struct Preamble {
-    /// [`MAGIC`].
+    /// Bytes 0..8: [`MAGIC`].
     pub magic: [u8; 8],
-    /// Format major version.
+    /// Bytes 8..10: format major version (1).
     pub major: u16,
-    /// Format minor version.
+    /// Bytes 10..12: format minor version (0).
     pub minor: u16,
-    /// CRC-32 of bytes 0..12.
+    /// Bytes 12..16: CRC-32 (IEEE, as crc32fast and zlib compute it) of
+    /// bytes 0..12.
     pub crc: u32,
 }
 
-/// Spec §3: the header in front of every record.
+/// Spec §3: the header in front of every record (24 bytes); the payload
+/// follows immediately, with no alignment.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
 pub struct RecordHeader {
-    /// Record kind ([`RecordKind`]).
+    /// Bytes 0..2: record kind ([`RecordKind`]).
     pub kind: u16,
-    /// [`FLAG_CRITICAL`] | [`FLAG_SAFE_TO_COPY`].
+    /// Bytes 2..4: [`FLAG_CRITICAL`] | [`FLAG_SAFE_TO_COPY`]; every other
+    /// bit is reserved: a reader refuses a record that sets one.
     pub flags: u16,
-    /// Zero.
+    /// Bytes 4..8: zero (a reader refuses anything else).
     pub reserved: u32,
-    /// Bytes of payload that follow the header.
+    /// Bytes 8..16: bytes of payload that follow the header. At most
+    /// `MAX_METADATA_PAYLOAD` (256 MiB) for every kind but PAGES, at most
+    /// `MAX_PAGES_PAYLOAD` for PAGES.
     pub payload_len: u64,
-    /// CRC-32 of the payload.
+    /// Bytes 16..20: CRC-32 of the whole payload.
     pub payload_crc: u32,
-    /// CRC-32 of header bytes 0..20.
+    /// Bytes 20..24: CRC-32 of header bytes 0..20.
     pub header_crc: u32,
 }
 
-/// Spec §5: the chunk header at the start of every PAGES payload.
+/// Spec §5: the chunk header at the start of every PAGES payload (32
+/// bytes). The payload is this header, `pad` zero bytes, then
+/// `stored_len` bytes of data; `payload_len = 32 + pad + stored_len` and
+/// the record's payload CRC covers all three.
+///
+/// Rules a reader enforces: the REGION precedes the chunk; `pages >= 1`
+/// and `pages * page_size <= MAX_CHUNK_BYTES` (256 MiB) and
+/// `pages <= MAX_CHUNK_PAGES`; `addr` is page-aligned and the pages lie
+/// inside the region; no two chunks of an image cover the same page.
+/// Pages no chunk covers are zero (anonymous memory) or come from the
+/// backing file (`FileStorage::ByReference`).
+///
+/// - Raw (0): `stored_len = pages * page_size`, and `pad` (< page_size)
+///   puts the data at a file offset that is a multiple of the page size,
+///   so a restorer can mmap the pages straight from the image.
+/// - Zstd (1): `pad = 0`; the data is zstd frame(s) (RFC 8878) that
+///   decompress to exactly `pages * page_size` bytes, and
+///   `stored_len <= max_zstd_len(pages * page_size)`. A reader
+///   decompresses into a buffer of that size and never trusts the frame's
+///   content-size field.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
 pub struct ChunkHeader {
-    /// Index of the REGION record (in order of appearance) the pages belong to.
+    /// Bytes 0..4: index of the REGION record (0 = the first REGION in the
+    /// image) the pages belong to.
     pub region: u32,
-    /// Number of pages.
+    /// Bytes 4..8: number of pages.
     pub pages: u32,
-    /// Address of the first page.
+    /// Bytes 8..16: address of the first page.
     pub addr: u64,
-    /// 0 raw, 1 zstd.
+    /// Byte 16: encoding, 0 raw, 1 zstd; other values are unsupported.
     pub encoding: u8,
-    /// Zero.
+    /// Bytes 17..20: zero.
     pub reserved: [u8; 3],
-    /// Zero bytes between this header and the data.
+    /// Bytes 20..24: zero bytes between this header and the data.
     pub pad: u32,
-    /// Bytes of data after the pad.
+    /// Bytes 24..32: bytes of data after the pad.
     pub stored_len: u64,
 }
 
-/// Spec §6: one entry of the INDEX record.
+/// Spec §6: one entry of the INDEX record (16 bytes).
+///
+/// The INDEX payload is `count: u64` then `count` entries, one per record
+/// before the INDEX (the INDEX itself is not listed), in file order. The
+/// first entry's offset is 16, and each next one is where the previous
+/// record's payload ends: a reader checks every entry against the record
+/// header it points at.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
 pub struct IndexEntry {
-    /// File offset of the record header.
+    /// Bytes 0..8: file offset of the record header.
     pub offset: u64,
-    /// Its kind.
+    /// Bytes 8..10: its kind, as in its header.
     pub kind: u16,
-    /// Its flags.
+    /// Bytes 10..12: its flags, as in its header.
     pub flags: u16,
-    /// Zero.
+    /// Bytes 12..16: zero.
     pub reserved: u32,
 }
 
-/// Spec §7: the trailer, the last 32 bytes of the image.
+/// Spec §7: the trailer, the last 32 bytes of the image; it follows the
+/// INDEX record's payload immediately.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
 pub struct Trailer {
-    /// [`TRAILER_MAGIC`].
+    /// Bytes 0..8: [`TRAILER_MAGIC`].
     pub magic: [u8; 8],
-    /// File offset of the INDEX record header.
+    /// Bytes 8..16: file offset of the INDEX record header.
     pub index_offset: u64,
-    /// Number of index entries.
+    /// Bytes 16..24: number of index entries (the INDEX's `count`).
     pub record_count: u64,
-    /// CRC-32 of every byte before the trailer.
+    /// Bytes 24..28: CRC-32 of every byte from offset 0 to the trailer.
     pub image_crc: u32,
-    /// CRC-32 of trailer bytes 0..28.
+    /// Bytes 28..32: CRC-32 of trailer bytes 0..28.
     pub trailer_crc: u32,
 }
 
@@ -248,14 +296,35 @@ impl RecordKind {
             .unwrap_or(RecordKind::Unknown(code))
     }
 
-    /// The flags the v1 encoder writes for this kind. Every v1 kind is
-    /// critical: a restart that silently dropped threads, memory, fds,
-    /// signal dispositions, timers, limits or the pid table would resume a
-    /// different program. Rlimits and socket peers are also safe to copy:
-    /// they describe the process, not other records' bytes.
+    /// The flags the v1 encoder writes for this kind.
+    ///
+    /// CRITICAL, every v1 kind: a reader that skipped any of them would
+    /// restart a different program, silently. HEADER (page size, arch),
+    /// PROCESS (identity, credentials, mm layout), THREAD, REGION and PAGES
+    /// are the program itself; FD: a lost descriptor breaks the program's
+    /// I/O; SIGNALS: dropped dispositions turn a handled signal into a
+    /// fatal one; TIMERS: a dropped alarm never fires; RLIMITS: limits
+    /// change what the program may do (open files, stack, CPU); PID_TABLE:
+    /// without it the process tree and its pids cannot be rebuilt;
+    /// SOCKET_PEER: without it connections cannot be rejoined; INDEX: the
+    /// random-access readers depend on it.
+    ///
+    /// SAFE_TO_COPY, on the kinds whose meaning does not depend on their
+    /// position or on other records' positions or file offsets (PNG's
+    /// rule): PROCESS, THREAD, FD, SIGNALS, TIMERS, RLIMITS, PID_TABLE,
+    /// SOCKET_PEER. Not on HEADER (must be first), REGION (chunks refer to
+    /// regions by position), PAGES (region position, page-aligned file
+    /// offsets) or INDEX (file offsets).
     pub fn default_flags(self) -> u16 {
         match self {
-            RecordKind::Rlimits | RecordKind::SocketPeer => FLAG_CRITICAL | FLAG_SAFE_TO_COPY,
+            RecordKind::Process
+            | RecordKind::Thread
+            | RecordKind::Fd
+            | RecordKind::Signals
+            | RecordKind::Timers
+            | RecordKind::Rlimits
+            | RecordKind::PidTable
+            | RecordKind::SocketPeer => FLAG_CRITICAL | FLAG_SAFE_TO_COPY,
             _ => FLAG_CRITICAL,
         }
     }
@@ -281,6 +350,107 @@ impl fmt::Display for RecordKind {
         f.write_str(s)
     }
 }
+
+/// Spec §4: the payloads of the metadata records.
+///
+/// A payload is its fields in the order tabled, with no padding and no
+/// alignment, and nothing after the last field (a reader refuses trailing
+/// bytes). Field types:
+///
+/// | type | bytes |
+/// |---|---|
+/// | `u8` `u16` `u32` `u64` `i32` `i64` | little-endian, 1/2/4/8 bytes |
+/// | `bool` | one byte, 0 or 1 (anything else is refused) |
+/// | `bytes` | `u32` length, then that many bytes |
+/// | `path` | `bytes` of at most `MAX_PATH` (1 MiB) |
+/// | `str` | `bytes` of at most `MAX_STRING` (1 MiB), valid UTF-8 |
+/// | `list<T>` | `u32` count, then that many `T` |
+/// | `option<T>` | `u8` tag: 0 none; 1, then a `T` (other tags refused) |
+/// | `[u8; N]`, `[u32; N]` | N items, no count |
+/// | `addr`, `pid` | `u64` address, `i32` pid |
+///
+/// A reader checks every length and count against the payload bytes that
+/// remain before it allocates: a count above the bytes left is refused
+/// (every item takes at least one byte).
+///
+/// **HEADER** (0x0001): `writer_version: str`, `arch: u16` (ELF machine,
+/// 62 = x86_64), `page_size: u32` (a power of two, 4096..=65536),
+/// `created_ns: u64`, `computation_id: [u8; 16]`, `generation: u64`,
+/// `vpid: pid`, `real_pid: i32`, `program: str`, `unique_id: str`, then
+/// the host fingerprint: `hostname: str`, `kernel_release: str`,
+/// `libc_version: str`, `vdso_symbols: list<(name: str, offset: u64)>`,
+/// `xsave_features: u64`, `xsave_size: u32`, `cpu_flags: list<str>`,
+/// `rseq_size: u32`.
+///
+/// **PROCESS** (0x0002): `pid, ppid, pgid, sid: pid`, `uid: [u32; 3]`,
+/// `gid: [u32; 3]` (real, effective, saved), `groups: list<u32>`,
+/// `cwd: path`, `umask: u32`, `exe: path`, `cmdline: list<path>`,
+/// `environ: list<path>`, `auxv: list<(u64, u64)>`, `personality: u32`,
+/// `mm`: 11 × `addr` (start_code, end_code, start_data, end_data,
+/// start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end),
+/// `sched_policy: u32`, `nice: i32`, `restart_info_addr: addr`.
+///
+/// **THREAD** (0x0003): `tid: pid`, `flags: u32` (1 leader, 2 checkpoint
+/// thread), `name: str`, `regs`: 27 × `u64` in `struct user_regs_struct`
+/// order (r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx,
+/// rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es,
+/// fs, gs), `xsave: bytes` (at most `MAX_XSAVE`, 64 KiB),
+/// `sigmask: u64`, `sigaltstack: (sp: addr, flags: i32, size: u64)`,
+/// `rseq: option<(addr: addr, len: u32, sig: u32)>`, `robust_list: addr`,
+/// `robust_list_len: u64`, `clear_child_tid: addr`,
+/// `pending: list<siginfo>`, `resume`: 8 × `u64` (rip, rsp, rbx, rbp,
+/// r12, r13, r14, r15). A `siginfo` is `signo: i32`, `code: i32`,
+/// `errno: i32`, `pid: i32`, `uid: u32`, `value: u64`.
+///
+/// **REGION** (0x0004): `start: addr`, `end: addr` (page-aligned,
+/// `start < end`; regions of an image do not overlap), `prot: u32`,
+/// `shared: bool`, `grows_down: bool`, `kind: u8` (0 anon, 1 heap,
+/// 2 stack, 3 file, 4 shm, 5 vdso, 6 vvar, 7 vvar_vclock, 8 vsyscall),
+/// `name: path`, `backing: option<file backing>`. A file backing is
+/// `path: path`, `dev: u64`, `inode: u64`, `size: u64`, `mtime_ns: i64`,
+/// `offset: u64`, `storage: u8` (0 embedded, 1 by reference).
+///
+/// **FD** (0x0006): `fd: i32`, `fd_flags: u32`, `ofd_id: u64`,
+/// `status_flags: u32`, then `kind: u16` and the kind's fields:
+///
+/// | tag | kind | fields |
+/// |---|---|---|
+/// | 0 | unsupported | none |
+/// | 1 | regular file | file identity (`path: path`, `dev: u64`, `inode: u64`, `size: u64`, `mtime_ns: i64`), `offset: u64`, `deleted: bool`, `contents: option<bytes>` |
+/// | 2 | directory | `path: path`, `offset: u64` |
+/// | 3 | pipe | `pipe_id: u64`, `write_end: bool`, `buffered: bytes` |
+/// | 4 | fifo | `path: path`, `buffered: bytes` |
+/// | 5 | tty | `path: path`, `termios: bytes`, `rows: u16`, `cols: u16`, `controlling: bool` |
+/// | 6 | pty master | `index: u32`, `termios: bytes`, `rows: u16`, `cols: u16` |
+/// | 7 | socket | `family: i32`, `sock_type: i32`, `protocol: i32`, `state: u32`, `local: bytes`, `peer: bytes`, `options: list<(level: i32, name: i32, value: bytes)>`, `inbound: bytes`, `socket_id: u64` |
+/// | 8 | eventfd | `count: u64`, `semaphore: bool` |
+/// | 9 | epoll | `entries: list<(fd: i32, events: u32, data: u64)>` |
+/// | 10 | signalfd | `mask: u64` |
+/// | 11 | timerfd | `clock: i32`, `interval_ns: u64`, `value_ns: u64` |
+/// | 12 | inotify | `watches: list<(path: path, mask: u32)>` |
+/// | 13 | device | `path: path`, `rdev: u64` |
+///
+/// **SIGNALS** (0x0007): `actions: list<(handler: u64, flags: u64,
+/// restorer: u64, mask: u64)>` (entry n - 1 is signal n),
+/// `pending: list<siginfo>`.
+///
+/// **TIMERS** (0x0008): `real`, `virt`, `prof`: each
+/// `(interval_ns: u64, value_ns: u64)`; `posix: list<(id: i32, clock: i32,
+/// notify: i32, signo: i32, value: u64, notify_tid: pid, interval_ns: u64,
+/// value_ns: u64, overrun: i32)>`.
+///
+/// **RLIMITS** (0x0009): `list<(resource: u32, cur: u64, max: u64)>`.
+///
+/// **PID_TABLE** (0x000A): `list<(vpid: pid, real_pid: i32, ppid: pid,
+/// pgid: pid, sid: pid, threads: list<pid>)>`.
+///
+/// **SOCKET_PEER** (0x000B): `socket_id: u64`, `peer_unique_id: str`,
+/// `peer_host: str`, `peer_socket_id: u64`.
+///
+/// HEADER must be the first record and appear once; PROCESS must appear
+/// once; at least one THREAD; SIGNALS, TIMERS, RLIMITS and PID_TABLE at
+/// most once each.
+pub mod payloads {}
 
 #[cfg(test)]
 mod tests {
