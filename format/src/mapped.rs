@@ -184,6 +184,17 @@ impl MappedImage {
     pub fn index(&self) -> &[IndexEntry] {
         &self.index
     }
+    /// The payload of the `i`th record of the index (checked at open,
+    /// except PAGES payloads: see [`MappedImage::verify_chunk`]); `None`
+    /// past the end. `repack` copies unknown safe-to-copy records with it.
+    pub fn record_payload(&self, i: usize) -> Option<&[u8]> {
+        let e = self.index.get(i)?;
+        let start = e.offset + raw::RECORD_HEADER_LEN;
+        let h: raw::RecordHeader =
+            raw::from_bytes(self.bytes.get(e.offset as usize..start as usize)?)?;
+        self.bytes
+            .get(start as usize..start.checked_add(h.payload_len)? as usize)
+    }
     /// HEADER.
     pub fn header(&self) -> &ImageHeader {
         self.meta.header.as_ref().expect("checked at open")

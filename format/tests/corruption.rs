@@ -20,7 +20,7 @@ fn every_byte_flip_is_detected_or_harmless() {
     let s = sample::tiny();
     let mut harmless = 0;
     for i in 0..orig.len() {
-        for mask in [0x01u8, 0x80] {
+        for mask in [0x01u8, 0x80, 0xff] {
             let mut b = orig.clone();
             b[i] ^= mask;
             let rep = validate_bytes(&b);
