@@ -187,7 +187,10 @@ unsafe impl GlobalAlloc for WriterAlloc {
                 return p;
             }
         } else if !in_scratch(p as usize) {
-            if let (Some(a), Some(b)) = (class_of(l.size().max(l.align())), class_of(new.max(l.align()))) {
+            if let (Some(a), Some(b)) = (
+                class_of(l.size().max(l.align())),
+                class_of(new.max(l.align())),
+            ) {
                 if a == b {
                     return p;
                 }

@@ -38,7 +38,8 @@ pub fn read_maps() -> Vec<MapLine> {
             .map(|n| n.iter().skip_while(|&&b| b == b' ').copied().collect())
             .unwrap_or_default();
         let mut r = range.split(|&b| b == b'-');
-        let hex = |b: &[u8]| u64::from_str_radix(std::str::from_utf8(b).unwrap_or("0"), 16).unwrap_or(0);
+        let hex =
+            |b: &[u8]| u64::from_str_radix(std::str::from_utf8(b).unwrap_or("0"), 16).unwrap_or(0);
         let start = hex(r.next().unwrap_or_default());
         let end = hex(r.next().unwrap_or_default());
         let mut prot = 0;
@@ -57,7 +58,10 @@ pub fn read_maps() -> Vec<MapLine> {
             prot,
             shared: perms.get(3) == Some(&b's'),
             offset: hex(off),
-            inode: std::str::from_utf8(inode).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+            inode: std::str::from_utf8(inode)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
             name,
         });
     }
@@ -175,8 +179,8 @@ fn plan_one(
             let ok = pagemap.is_some_and(|f| {
                 mem::pread_u64s(f, (start / PAGE + i as u64) * 8, &mut entries[..n])
             });
-            for k in 0..n {
-                let e = if ok { entries[k] } else { 1 << 63 };
+            for (k, &ent) in entries[..n].iter().enumerate() {
+                let e = if ok { ent } else { 1 << 63 };
                 let present = e >> 63 & 1 == 1;
                 let swapped = e >> 62 & 1 == 1;
                 let filepage = e >> 61 & 1 == 1;
@@ -347,12 +351,18 @@ pub fn fds(exclude: &[i32]) -> Vec<FdEntry> {
             continue; // the read_dir fd itself, already closed
         };
         let t = target.as_os_str().as_bytes().to_vec();
-        let info = String::from_utf8_lossy(&read_file(&format!("/proc/self/fdinfo/{n}"))).into_owned();
-        let pos: u64 = status_field(&info, "pos:").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let info =
+            String::from_utf8_lossy(&read_file(&format!("/proc/self/fdinfo/{n}"))).into_owned();
+        let pos: u64 = status_field(&info, "pos:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let flags = status_field(&info, "flags:")
             .and_then(|v| u32::from_str_radix(&v, 8).ok())
             .unwrap_or(0);
-        let (status_flags, cloexec) = (flags & !(libc::O_CLOEXEC as u32), flags & libc::O_CLOEXEC as u32 != 0);
+        let (status_flags, cloexec) = (
+            flags & !(libc::O_CLOEXEC as u32),
+            flags & libc::O_CLOEXEC as u32 != 0,
+        );
         let meta = std::fs::metadata(format!("/proc/self/fd/{n}")).ok();
         let ino = meta.as_ref().map_or(0, |m| m.ino());
         let mode = meta.as_ref().map_or(0, |m| m.mode()) & libc::S_IFMT;
@@ -374,7 +384,8 @@ pub fn fds(exclude: &[i32]) -> Vec<FdEntry> {
                 inbound: Vec::new(),
                 socket_id: ino,
             }
-        } else if t.starts_with(b"/dev/pts/") || t.starts_with(b"/dev/tty") || t == b"/dev/console" {
+        } else if t.starts_with(b"/dev/pts/") || t.starts_with(b"/dev/tty") || t == b"/dev/console"
+        {
             let (rows, cols) = mem::winsize(n);
             FdKind::Tty {
                 path: t.clone(),
@@ -389,7 +400,10 @@ pub fn fds(exclude: &[i32]) -> Vec<FdEntry> {
                 rdev: meta.as_ref().map_or(0, |m| m.rdev()),
             }
         } else if mode == libc::S_IFDIR {
-            FdKind::Directory { path: t.clone(), offset: pos }
+            FdKind::Directory {
+                path: t.clone(),
+                offset: pos,
+            }
         } else if mode == libc::S_IFREG {
             let deleted = t.ends_with(b" (deleted)");
             let m = meta.as_ref();
@@ -406,7 +420,10 @@ pub fn fds(exclude: &[i32]) -> Vec<FdEntry> {
                 contents: None,
             }
         } else if mode == libc::S_IFIFO {
-            FdKind::Fifo { path: t.clone(), buffered: Vec::new() }
+            FdKind::Fifo {
+                path: t.clone(),
+                buffered: Vec::new(),
+            }
         } else {
             FdKind::Unsupported
         };
@@ -426,7 +443,10 @@ pub fn fingerprint(vdso: Option<(u64, u64)>) -> HostFingerprint {
     let cpuinfo = String::from_utf8_lossy(&read_file("/proc/cpuinfo")).into_owned();
     let mut cpu_flags: Vec<String> = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("flags").map(|r| r.trim_start_matches([' ', '\t', ':'])))
+        .find_map(|l| {
+            l.strip_prefix("flags")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']))
+        })
         .unwrap_or("")
         .split_whitespace()
         .map(str::to_string)
@@ -437,7 +457,9 @@ pub fn fingerprint(vdso: Option<(u64, u64)>) -> HostFingerprint {
         hostname,
         kernel_release: release,
         libc_version: format!("glibc {}", mem::libc_version()),
-        vdso_symbols: vdso.map(|(s, e)| vdso_symbols(mem::slice(s, e - s))).unwrap_or_default(),
+        vdso_symbols: vdso
+            .map(|(s, e)| vdso_symbols(mem::slice(s, e - s)))
+            .unwrap_or_default(),
         xsave_features: xcr0,
         xsave_size: xsize,
         cpu_flags,

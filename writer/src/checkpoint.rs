@@ -300,7 +300,9 @@ fn parse_hex16(s: &str) -> Option<[u8; 16]> {
 }
 
 /// The write phase (scratch arena): returns (final path, bytes).
-fn write_image(req: &ckpt_protocol::CheckpointRequest) -> std::result::Result<(String, u64), String> {
+fn write_image(
+    req: &ckpt_protocol::CheckpointRequest,
+) -> std::result::Result<(String, u64), String> {
     let cfg = config::get();
     let pid = sys::getpid();
     let compress = req.compress && !cfg.no_compress;
@@ -392,7 +394,8 @@ fn write_image(req: &ckpt_protocol::CheckpointRequest) -> std::result::Result<(S
     let raw_of = |j: &Job| crate::mem::slice(j.addr, j.pages as u64 * PAGE);
     if !compress || jobs.is_empty() {
         for j in &jobs {
-            enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j))).map_err(err)?;
+            enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j)))
+                .map_err(err)?;
         }
         // workers were not started for this phase: make wait_ack succeed
         compress::WORK_ACK.store(u32::MAX, Ordering::Release);
@@ -419,7 +422,8 @@ fn write_image(req: &ckpt_protocol::CheckpointRequest) -> std::result::Result<(S
                 enc.chunk(&EncodedChunk::from_zstd_frame(meta(j), frame))
                     .map_err(err)?;
             } else {
-                enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j))).map_err(err)?;
+                enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j)))
+                    .map_err(err)?;
             }
             written += 1;
         }

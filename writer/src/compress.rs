@@ -137,8 +137,14 @@ pub fn start(list: Vec<Job>, level: i32) -> usize {
             len: AtomicUsize::new(0),
         })
         .collect();
-    JOBS.store(Box::leak(list.into_boxed_slice()).as_ptr() as usize, Ordering::Release);
-    RESULTS.store(Box::leak(res.into_boxed_slice()).as_ptr() as usize, Ordering::Release);
+    JOBS.store(
+        Box::leak(list.into_boxed_slice()).as_ptr() as usize,
+        Ordering::Release,
+    );
+    RESULTS.store(
+        Box::leak(res.into_boxed_slice()).as_ptr() as usize,
+        Ordering::Release,
+    );
     NJOBS.store(n, Ordering::Release);
     NEXT.store(0, Ordering::Release);
     DONE.store(0, Ordering::Release);

@@ -84,7 +84,11 @@ fn now_ns() -> u64 {
 fn new_unique_id() -> String {
     // SAFETY: gethostid has no arguments.
     let hostid = unsafe { libc::gethostid() } as u32;
-    format!("{hostid:08x}-{}-{:x}", sys::getpid(), now_ns() & 0xffff_ffff)
+    format!(
+        "{hostid:08x}-{}-{:x}",
+        sys::getpid(),
+        now_ns() & 0xffff_ffff
+    )
 }
 
 fn prog_name() -> String {

@@ -20,8 +20,7 @@ fn resolve(cache: &AtomicUsize, name: &[u8]) -> usize {
     f
 }
 
-type SigactionFn =
-    unsafe extern "C" fn(i32, *const libc::sigaction, *mut libc::sigaction) -> i32;
+type SigactionFn = unsafe extern "C" fn(i32, *const libc::sigaction, *mut libc::sigaction) -> i32;
 type SignalFn = unsafe extern "C" fn(i32, libc::sighandler_t) -> libc::sighandler_t;
 type MaskFn = unsafe extern "C" fn(i32, *const libc::sigset_t, *mut libc::sigset_t) -> i32;
 

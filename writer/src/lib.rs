@@ -183,7 +183,11 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
     let mut r = BufReader::new(s);
     match ckpt_protocol::recv::<_, ToClient>(&mut r) {
         Ok(Some(ToClient::Welcome { interval })) => {
-            log!("connected to {}:{} (interval {interval})", cfg.host, cfg.port)
+            log!(
+                "connected to {}:{} (interval {interval})",
+                cfg.host,
+                cfg.port
+            )
         }
         Ok(Some(ToClient::Refused { reason })) => {
             log!("coordinator refused us: {reason}");

@@ -24,7 +24,12 @@ pub fn pread_u64s(f: &std::fs::File, off: u64, out: &mut [u64]) -> bool {
     let len = out.len() * 8;
     // SAFETY: reading into out's bytes.
     let n = unsafe {
-        libc::pread(f.as_raw_fd(), out.as_mut_ptr() as *mut libc::c_void, len, off as i64)
+        libc::pread(
+            f.as_raw_fd(),
+            out.as_mut_ptr() as *mut libc::c_void,
+            len,
+            off as i64,
+        )
     };
     n == len as isize
 }
@@ -123,7 +128,11 @@ pub fn uname() -> (String, String) {
         u
     };
     let s = |f: &[libc::c_char]| {
-        let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let b: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&b).into_owned()
     };
     (s(&u.nodename), s(&u.release))

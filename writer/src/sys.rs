@@ -95,7 +95,11 @@ pub fn sigaltstack_get() -> (u64, i32, u64) {
     // SAFETY: stack_t is plain data; sigaltstack(NULL, &old) only reads the current one.
     unsafe {
         let mut old: libc::stack_t = std::mem::zeroed();
-        libc::syscall(libc::SYS_sigaltstack, 0usize, &mut old as *mut libc::stack_t);
+        libc::syscall(
+            libc::SYS_sigaltstack,
+            0usize,
+            &mut old as *mut libc::stack_t,
+        );
         (old.ss_sp as u64, old.ss_flags, old.ss_size as u64)
     }
 }
@@ -110,7 +114,15 @@ pub fn sigmask(how: i32, set: Option<u64>) -> u64 {
         std::ptr::null()
     };
     // SAFETY: kernel sigset of 8 bytes, both pointers valid or null.
-    unsafe { libc::syscall(libc::SYS_rt_sigprocmask, how, p, &mut old as *mut u64, 8usize) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            how,
+            p,
+            &mut old as *mut u64,
+            8usize,
+        )
+    };
     old
 }
 
@@ -129,6 +141,12 @@ pub fn write_all(fd: i32, mut b: &[u8]) {
 pub struct LineBuf {
     buf: [u8; 1024],
     len: usize,
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LineBuf {

@@ -2,15 +2,15 @@
 //! in-test coordinator, one checkpoint, the image decoded and validated,
 //! then the image restored with ckpt-restore and the counter checked.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use ckpt_format::{MappedImage, RegionKind, ThreadFlags};
-use ckpt_protocol::{CheckpointRequest, ToClient, ToCoordinator};
+use ckpt_protocol::{CheckpointRequest, Hello, Role, ToClient, ToCoordinator};
 
 fn target_dir() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -55,13 +55,21 @@ fn lines_of(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
 }
 
 /// Waits (bounded) for a line matching `f`; returns it.
-fn wait_line(rx: &Receiver<String>, secs: u64, what: &str, mut f: impl FnMut(&str) -> bool) -> String {
+fn wait_line(
+    rx: &Receiver<String>,
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(l) => {
-                assert!(!l.contains("BAD") && !l.contains("STUCK"), "self-check failed: {l}");
+                assert!(
+                    !l.contains("BAD") && !l.contains("STUCK"),
+                    "self-check failed: {l}"
+                );
                 if f(&l) {
                     return l;
                 }
@@ -86,6 +94,125 @@ fn dump_logs(dir: &Path) {
     }
 }
 
+/// One coordinator connection from a worker.
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    hello: Hello,
+}
+
+fn accept_worker(listener: &TcpListener, logs: &Path) -> Conn {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (sock, _) = loop {
+        match listener.accept() {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                dump_logs(logs);
+                panic!("writer never connected: {e}")
+            }
+        }
+    };
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut r = BufReader::new(sock.try_clone().unwrap());
+    let mut w = sock;
+    let hello: ToCoordinator = ckpt_protocol::recv(&mut r).unwrap().unwrap();
+    let ToCoordinator::Hello(hello) = hello else {
+        panic!("first message: {hello:?}")
+    };
+    ckpt_protocol::send(&mut w, &ToClient::Welcome { interval: 0 }).unwrap();
+    Conn { r, w, hello }
+}
+
+impl Conn {
+    /// Asks for a checkpoint; returns the image path.
+    fn checkpoint(&mut self, generation: u64, dir: &Path, logs: &Path) -> String {
+        ckpt_protocol::send(
+            &mut self.w,
+            &ToClient::Checkpoint(CheckpointRequest {
+                generation,
+                dir: dir.to_string_lossy().into_owned(),
+                compress: true,
+                open_files: false,
+                computation_id: "00112233445566778899aabbccddeeff".into(),
+            }),
+        )
+        .unwrap();
+        let reply: Option<ToCoordinator> = ckpt_protocol::recv(&mut self.r).unwrap();
+        match reply {
+            Some(ToCoordinator::Checkpointed {
+                generation: g,
+                path,
+                bytes,
+            }) if g == generation => {
+                eprintln!("generation {g}: image {path}: {bytes} bytes");
+                path
+            }
+            other => {
+                dump_logs(logs);
+                panic!("checkpoint reply: {other:?}")
+            }
+        }
+    }
+}
+
+/// Restores `image`; returns the child and its stdout lines.
+fn restore(image: &str, port: u16, logs: &Path) -> (Kill, Receiver<String>, u64) {
+    let restorer = target_dir().join("ckpt-restore");
+    assert!(
+        restorer.exists(),
+        "{} missing: run scripts/build.sh",
+        restorer.display()
+    );
+    let mut rchild = Kill(
+        Command::new(&restorer)
+            .arg(image)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_TMPDIR", logs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rout = lines_of(rchild.0.stdout.take().unwrap());
+    let rerr = lines_of(rchild.0.stderr.take().unwrap());
+    let first = match rout.recv_timeout(Duration::from_secs(20)) {
+        Ok(l) => l,
+        Err(_) => {
+            std::thread::sleep(Duration::from_millis(200));
+            let errs: Vec<String> = rerr.try_iter().collect();
+            dump_logs(logs);
+            panic!(
+                "restored process printed nothing; ckpt-restore stderr:\n{}",
+                errs.join("\n")
+            );
+        }
+    };
+    eprintln!("first line after restoring {image}: {first}");
+    let n = tick_of(&first)
+        .or_else(|| tick_of(&wait_line(&rout, 10, "tick", |l| tick_of(l).is_some())))
+        .unwrap();
+    (rchild, rout, n)
+}
+
+/// Stops a restored process through its stop file; checks it exits 0.
+fn stop_restored(mut rchild: Kill, stop: &Path) {
+    std::fs::write(stop, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = rchild.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "restored process did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::fs::remove_file(stop).unwrap();
+    assert_eq!(status.code(), Some(0), "restored exit status");
+}
+
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -97,7 +224,11 @@ impl Drop for Kill {
 #[test]
 fn checkpoint_then_restore_continues_counting() {
     let lib = target_dir().join("libckpt_writer.so");
-    assert!(lib.exists(), "{} missing: run scripts/build.sh", lib.display());
+    assert!(
+        lib.exists(),
+        "{} missing: run scripts/build.sh",
+        lib.display()
+    );
     let dir = tmp("ckpt");
     let logs = dir.join("logs");
     let exe = compile(&dir);
@@ -121,47 +252,11 @@ fn checkpoint_then_restore_continues_counting() {
     wait_line(&out, 10, "first tick", |l| tick_of(l) == Some(3));
 
     // The coordinator side.
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (sock, _) = loop {
-        match listener.accept() {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => {
-                dump_logs(&logs);
-                panic!("writer never connected: {e}")
-            }
-        }
-    };
-    sock.set_nonblocking(false).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut r = BufReader::new(sock.try_clone().unwrap());
-    let mut w = sock;
-    let hello: ToCoordinator = ckpt_protocol::recv(&mut r).unwrap().unwrap();
-    assert!(matches!(hello, ToCoordinator::Hello(_)), "{hello:?}");
-    ckpt_protocol::send(&mut w, &ToClient::Welcome { interval: 0 }).unwrap();
-    ckpt_protocol::send(
-        &mut w,
-        &ToClient::Checkpoint(CheckpointRequest {
-            generation: 1,
-            dir: dir.to_string_lossy().into_owned(),
-            compress: true,
-            open_files: false,
-            computation_id: "00112233445566778899aabbccddeeff".into(),
-        }),
-    )
-    .unwrap();
-    let reply: Option<ToCoordinator> = ckpt_protocol::recv(&mut r).unwrap();
-    let (path, bytes) = match reply {
-        Some(ToCoordinator::Checkpointed { generation: 1, path, bytes }) => (path, bytes),
-        other => {
-            dump_logs(&logs);
-            panic!("checkpoint reply: {other:?}")
-        }
-    };
-    eprintln!("image {path}: {bytes} bytes");
+    let mut conn = accept_worker(&listener, &logs);
+    assert!(
+        matches!(&conn.hello.role, Role::Worker(w) if w.restarted_from == 0 && w.program == "counter")
+    );
+    let path = conn.checkpoint(1, &dir, &logs);
 
     // Still counting after the checkpoint.
     let after = tick_of(&wait_line(&out, 10, "a tick", |l| tick_of(l).is_some())).unwrap();
@@ -178,12 +273,24 @@ fn checkpoint_then_restore_continues_counting() {
         .iter()
         .filter(|t| t.flags.0 & ThreadFlags::CHECKPOINT_THREAD == 0 && t.name != "ckpt-worker")
         .collect();
-    assert!(user.len() >= 3, "user threads: {:?}", threads.iter().map(|t| &t.name).collect::<Vec<_>>());
+    assert!(
+        user.len() >= 3,
+        "user threads: {:?}",
+        threads.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
     assert!(threads.iter().any(|t| t.flags.0 & ThreadFlags::LEADER != 0));
-    assert!(user.iter().all(|t| t.xsave.len() >= 512 && t.resume.rip != 0));
+    assert!(user
+        .iter()
+        .all(|t| t.xsave.len() >= 512 && t.resume.rip != 0));
     let regions = img.regions();
-    assert!(regions.iter().any(|r| r.kind == RegionKind::Heap), "no [heap]");
-    assert!(regions.iter().any(|r| r.kind == RegionKind::Stack), "no [stack]");
+    assert!(
+        regions.iter().any(|r| r.kind == RegionKind::Heap),
+        "no [heap]"
+    );
+    assert!(
+        regions.iter().any(|r| r.kind == RegionKind::Stack),
+        "no [stack]"
+    );
     let pat = b"CKPT-PATTERN-000000000000000032";
     let mut found = false;
     for c in img.chunks() {
@@ -197,44 +304,49 @@ fn checkpoint_then_restore_continues_counting() {
     assert!(found, "heap pattern not in the page data");
 
     // The real proof: restore and keep counting.
-    let restorer = target_dir().join("ckpt-restore");
-    assert!(restorer.exists(), "{} missing: run scripts/build.sh", restorer.display());
-    let mut rchild = Kill(
-        Command::new(&restorer)
-            .arg(&path)
-            .env("CKPT_COORD_PORT", port.to_string())
-            .env("CKPT_TMPDIR", &logs)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (rchild, rout, n) = restore(&path, port, &logs);
+    assert!(
+        n > 3 && n <= killed_at,
+        "restored counter at {n}, checkpoint near {after}"
     );
-    let rout = lines_of(rchild.0.stdout.take().unwrap());
-    let rerr = lines_of(rchild.0.stderr.take().unwrap());
-    let first = match rout.recv_timeout(Duration::from_secs(20)) {
-        Ok(l) => l,
-        Err(_) => {
-            let errs: Vec<String> = rerr.try_iter().collect();
-            dump_logs(&logs);
-            panic!("restored process printed nothing; ckpt-restore stderr:\n{}", errs.join("\n"));
-        }
-    };
-    eprintln!("first line after restore: {first}");
-    let n = tick_of(&first)
-        .or_else(|| tick_of(&wait_line(&rout, 10, "tick", |l| tick_of(l).is_some())))
-        .unwrap();
-    assert!(n > 3 && n <= killed_at, "restored counter at {n}, checkpoint near {after}");
-    wait_line(&rout, 10, "ticks after restore", |l| tick_of(l) == Some(n + 25));
-    std::fs::write(&stop, b"").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = rchild.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "restored process did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0), "restored exit status");
+    wait_line(&rout, 10, "ticks after restore", |l| {
+        tick_of(l) == Some(n + 25)
+    });
+
+    // The restored writer reconnects and checkpoints again.
+    let mut conn2 = accept_worker(&listener, &logs);
+    assert!(
+        matches!(&conn2.hello.role, Role::Worker(w) if w.restarted_from == 1),
+        "{:?}",
+        conn2.hello
+    );
+    let log = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(log.contains("restarted (restart #1)"), "log: {log}");
+    let path2 = conn2.checkpoint(2, &dir, &logs);
+    let at2 = tick_of(&wait_line(&rout, 10, "a tick", |l| tick_of(l).is_some())).unwrap();
+    wait_line(&rout, 10, "ticks after 2nd checkpoint", |l| {
+        tick_of(l) == Some(at2 + 3)
+    });
+    stop_restored(rchild, &stop);
+    drop(conn);
+
+    // The second generation restores too, and counts on from there.
+    let img2 = MappedImage::open(&path2).expect("open image 2");
+    assert!(img2.validate().problems.is_empty());
+    let (rchild2, rout2, n2) = restore(&path2, port, &logs);
+    assert!(
+        n2 > n + 25 && n2 <= at2 + 3,
+        "second restore at {n2}, checkpoint near {at2}"
+    );
+    wait_line(&rout2, 10, "ticks after 2nd restore", |l| {
+        tick_of(l) == Some(n2 + 10)
+    });
+    let conn3 = accept_worker(&listener, &logs);
+    assert!(matches!(&conn3.hello.role, Role::Worker(w) if w.restarted_from == 2));
+    stop_restored(rchild2, &stop);
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = w.flush();
 }
