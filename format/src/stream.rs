@@ -122,18 +122,24 @@ impl<R: Read> StreamDecoder<R> {
         self.seen.len() as u64
     }
 
+    /// Reads up to `n` bytes (fewer only at the end of the input), growing
+    /// the buffer only as bytes arrive.
+    fn read_upto(&mut self, n: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(n.min(1 << 20) as usize);
+        let r = (&mut self.r).take(n).read_to_end(&mut buf);
+        self.crc.update(&buf);
+        self.offset += buf.len() as u64;
+        r.map_err(|source| Error::Io {
+            offset: self.offset,
+            source,
+        })?;
+        Ok(buf)
+    }
+
     /// Reads exactly `n` bytes, growing the buffer only as bytes arrive.
     fn read_n(&mut self, n: u64, record: Option<RecordKind>, at: u64) -> Result<Vec<u8>> {
-        let mut buf = Vec::with_capacity(n.min(1 << 20) as usize);
-        let got = (&mut self.r)
-            .take(n)
-            .read_to_end(&mut buf)
-            .map_err(|source| Error::Io {
-                offset: self.offset,
-                source,
-            })? as u64;
-        self.crc.update(&buf);
-        self.offset += got;
+        let buf = self.read_upto(n)?;
+        let got = buf.len() as u64;
         if got < n {
             return Err(Error::Truncated {
                 at: At { offset: at, record },
@@ -173,18 +179,10 @@ impl<R: Read> StreamDecoder<R> {
         }
         if !self.started {
             self.started = true;
-            let p = self
-                .read_n(raw::PREAMBLE_LEN, None, 0)
-                .map_err(|e| match e {
-                    Error::Truncated { end, .. } if end < 8 => Error::BadMagic {
-                        at: At {
-                            offset: 0,
-                            record: None,
-                        },
-                    },
-                    e => e,
-                });
-            self.meta.version = decode::check_preamble(&p?)?;
+            // A short preamble is "truncated" when what there is starts
+            // like the magic, "not an image" otherwise.
+            let p = self.read_upto(raw::PREAMBLE_LEN)?;
+            self.meta.version = decode::check_preamble(&p)?;
         }
         let off = self.offset;
         let hb = self.read_n(raw::RECORD_HEADER_LEN, None, off)?;
