@@ -101,6 +101,7 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
 /// Runs a checkpoint; user threads run again when it returns.
 pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
     let signo = suspend::SIGNO.load(Ordering::Relaxed);
+    let t0 = std::time::Instant::now();
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
         return Outcome::Failed(e);
@@ -112,6 +113,7 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
         return Outcome::Failed("compression workers did not answer".into());
     }
     let n = NSLOTS.load(Ordering::Acquire) as usize;
+    crate::debug!("suspended in {} us", t0.elapsed().as_micros());
     // SAFETY: reading tid atomics of slots in range.
     let users = (1 + nw..n)
         .filter(|&i| unsafe { (*slot(i)).tid.load(Ordering::Acquire) } > 0)
@@ -143,6 +145,7 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
     std::mem::forget(r);
     alloc::reset_scratch();
     suspend::release_all();
+    crate::debug!("threads released after {} us", t0.elapsed().as_micros());
     out
 }
 
@@ -304,6 +307,7 @@ fn write_image(
     req: &ckpt_protocol::CheckpointRequest,
 ) -> std::result::Result<(String, u64), String> {
     let cfg = config::get();
+    let t0 = std::time::Instant::now();
     let pid = sys::getpid();
     let compress = req.compress && !cfg.no_compress;
     let dir = if req.dir.is_empty() {
@@ -339,6 +343,7 @@ fn write_image(
         host: capture::fingerprint(vdso),
     };
     let process = capture::process(config::restart_info_addr());
+    crate::debug!("state captured in {} us", t0.elapsed().as_micros());
 
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -428,12 +433,14 @@ fn write_image(
             written += 1;
         }
     }
+    crate::debug!("pages written after {} us", t0.elapsed().as_micros());
     let bytes = enc.offset();
     let bw = enc.finish().map_err(err)?;
     let file = bw.into_inner().map_err(|e| format!("write {tmp}: {e}"))?;
     let bytes = bytes.max(file.metadata().map(|m| m.len()).unwrap_or(0));
     file.sync_all().map_err(|e| format!("fsync {tmp}: {e}"))?;
     drop(file);
+    crate::debug!("synced after {} us", t0.elapsed().as_micros());
     std::fs::rename(&tmp, &path).map_err(|e| format!("rename {tmp}: {e}"))?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();

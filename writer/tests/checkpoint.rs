@@ -221,14 +221,34 @@ impl Drop for Kill {
     }
 }
 
+/// `cargo test` does not build the package's cdylib: build it (bounded).
+fn build_writer() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args(["build", "-q", "-p", "ckpt-writer"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .spawn()
+        .expect("cargo build");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cargo build -p ckpt-writer did not finish in 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(st.success(), "cargo build -p ckpt-writer failed");
+    let lib = target_dir().join("libckpt_writer.so");
+    assert!(lib.exists(), "{} missing", lib.display());
+    lib
+}
+
 #[test]
 fn checkpoint_then_restore_continues_counting() {
-    let lib = target_dir().join("libckpt_writer.so");
-    assert!(
-        lib.exists(),
-        "{} missing: run scripts/build.sh",
-        lib.display()
-    );
+    let lib = build_writer();
     let dir = tmp("ckpt");
     let logs = dir.join("logs");
     let exe = compile(&dir);
@@ -348,5 +368,7 @@ fn checkpoint_then_restore_continues_counting() {
     let conn3 = accept_worker(&listener, &logs);
     assert!(matches!(&conn3.hello.role, Role::Worker(w) if w.restarted_from == 2));
     stop_restored(rchild2, &stop);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("CKPT_TEST_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
