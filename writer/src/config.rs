@@ -1,7 +1,7 @@
 //! Settings from the environment (read once in the constructor), the
 //! restart hand-off block, and the writer's own fds.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use ckpt_format::abi::{get_cstr, RestartInfo};
@@ -26,31 +26,37 @@ static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
 /// The coordinator socket (-1 = none).
 pub static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
 
-pub struct InfoCell(std::cell::UnsafeCell<RestartInfo>);
-// SAFETY: written by the constructor before any other writer thread runs,
-// and by the restorer before any thread resumes; read by the checkpoint
-// thread only.
-unsafe impl Sync for InfoCell {}
-pub static RESTART_INFO: InfoCell = InfoCell(std::cell::UnsafeCell::new(RestartInfo::new()));
+/// The hand-off block lives in its own anonymous mapping (made in the
+/// constructor): the restorer stages anonymous memory, so it can read the
+/// previous `restarted` count there and write the new block before any
+/// thread resumes (see doc/design.md, "Restart hand-off").
+static RESTART_INFO: AtomicUsize = AtomicUsize::new(0);
+
+/// Maps the hand-off block and sets its magic (constructor).
+pub fn init_restart_info() -> bool {
+    let len = std::mem::size_of::<RestartInfo>().next_multiple_of(4096);
+    let p = sys::mmap_anon(len, 0) as *mut RestartInfo;
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: p is a fresh private mapping large enough for the block.
+    unsafe { std::ptr::write(p, RestartInfo::new()) };
+    RESTART_INFO.store(p as usize, Ordering::SeqCst);
+    true
+}
 
 pub fn restart_info_addr() -> u64 {
-    RESTART_INFO.0.get() as u64
+    RESTART_INFO.load(Ordering::SeqCst) as u64
 }
 
 pub fn restart_info() -> RestartInfo {
-    // SAFETY: plain-data copy; volatile because the restorer writes it behind our back.
-    unsafe { std::ptr::read_volatile(RESTART_INFO.0.get()) }
-}
-
-fn touch_restart_info() {
-    // SAFETY: the magic word of our own static (makes its page ours: COW).
-    unsafe {
-        let p = RESTART_INFO.0.get();
-        std::ptr::write_volatile(
-            std::ptr::addr_of_mut!((*p).magic),
-            ckpt_format::abi::RESTART_INFO_MAGIC,
-        );
+    let p = RESTART_INFO.load(Ordering::SeqCst) as *const RestartInfo;
+    if p.is_null() {
+        return RestartInfo::new();
     }
+    // SAFETY: our mapping, never unmapped; volatile because the restorer
+    // writes it behind our back.
+    unsafe { std::ptr::read_volatile(p) }
 }
 
 pub fn get() -> Config {
@@ -120,7 +126,6 @@ pub fn open_log(tmpdir: &str, prog: &str) {
 
 /// Reads the environment (constructor).
 pub fn init_from_env() -> Config {
-    touch_restart_info();
     let user = env("USER").unwrap_or_else(|| {
         // SAFETY: getuid cannot fail.
         format!("{}", unsafe { libc::getuid() })

@@ -65,6 +65,10 @@ extern "C" fn ckpt_writer_init() {
         log!("cannot install the handler for signal {signo}");
         return;
     }
+    if !config::init_restart_info() {
+        log!("cannot map the restart hand-off block");
+        return;
+    }
     if !alloc::init_scratch() {
         log!("cannot map the scratch arena");
         return;

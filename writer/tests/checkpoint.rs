@@ -366,6 +366,12 @@ fn checkpoint_then_restore_continues_counting() {
         tick_of(l) == Some(n2 + 10)
     });
     let conn3 = accept_worker(&listener, &logs);
+    let log = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(log.contains("restarted (restart #2)"), "log: {log}");
     assert!(matches!(&conn3.hello.role, Role::Worker(w) if w.restarted_from == 2));
     stop_restored(rchild2, &stop);
     if std::env::var_os("CKPT_TEST_KEEP").is_none() {
