@@ -100,11 +100,12 @@ pub struct RecordHeader {
 /// - Raw (0): `stored_len = pages * page_size`, and `pad` (< page_size)
 ///   puts the data at a file offset that is a multiple of the page size,
 ///   so a restorer can mmap the pages straight from the image.
-/// - Zstd (1): `pad = 0`; the data is zstd frame(s) (RFC 8878) that
-///   decompress to exactly `pages * page_size` bytes, and
-///   `stored_len <= max_zstd_len(pages * page_size)`. A reader
-///   decompresses into a buffer of that size and never trusts the frame's
-///   content-size field.
+/// - Zstd (1): `pad = 0`; the data is exactly one zstd frame (RFC 8878,
+///   no skippable frames, nothing after it) that decompresses to exactly
+///   `pages * page_size` bytes; its header's content size, when present,
+///   must say so; and `stored_len <= max_zstd_len(pages * page_size)`. A
+///   reader decompresses into a buffer of that size and never allocates
+///   from the frame's content-size field.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
 pub struct ChunkHeader {

@@ -125,7 +125,7 @@ impl<R: Read> StreamDecoder<R> {
     /// Reads up to `n` bytes (fewer only at the end of the input), growing
     /// the buffer only as bytes arrive.
     fn read_upto(&mut self, n: u64) -> Result<Vec<u8>> {
-        let mut buf = Vec::with_capacity(n.min(1 << 20) as usize);
+        let mut buf = Vec::with_capacity(n.min(64 << 10) as usize);
         let r = (&mut self.r).take(n).read_to_end(&mut buf);
         self.crc.update(&buf);
         self.offset += buf.len() as u64;
@@ -292,6 +292,12 @@ impl<R: Read> StreamDecoder<R> {
         let data = &rest[pad..];
         let n = (c.meta.pages as u64 * self.meta.page_size()) as usize;
         let mut pages = Vec::new();
+        if self.decode_pages && c.meta.encoding == ChunkEncoding::Zstd {
+            if let Err(e) = decode::check_zstd_frame(&c, data, n as u64) {
+                self.problems.push(e);
+                return Ok(Some(None));
+            }
+        }
         if self.decode_pages {
             let out = if self.check_only {
                 self.scratch.resize(n, 0);

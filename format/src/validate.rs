@@ -159,9 +159,15 @@ pub fn validate_bytes(b: &[u8]) -> Report {
                             rep.problems.push(e);
                         }
                         if c.meta.encoding == crate::model::ChunkEncoding::Zstd {
-                            scratch.resize((c.meta.pages as u64 * meta.page_size()) as usize, 0);
+                            let n = c.meta.pages as u64 * meta.page_size();
                             let data = &payload[(c.data_offset - pstart) as usize..];
-                            if let Err(e) = decode::decode_chunk_data(&c, data, &mut scratch) {
+                            // The frame header first: no output buffer for
+                            // a frame that cannot fill it.
+                            let r = decode::check_zstd_frame(&c, data, n).and_then(|()| {
+                                scratch.resize(n as usize, 0);
+                                decode::decode_chunk_data(&c, data, &mut scratch)
+                            });
+                            if let Err(e) = r {
                                 rep.problems.push(e);
                             }
                         }

@@ -6,151 +6,10 @@
 
 mod common;
 
-use ckpt_format::raw::{self, ChunkHeader, IndexEntry, RecordHeader, Trailer};
+use ckpt_format::raw;
 use ckpt_format::sample;
 use ckpt_format::*;
-
-const PS: u64 = 4096;
-
-/// A minimal image writer built from the raw layouts alone.
-struct RawImage {
-    bytes: Vec<u8>,
-    index: Vec<IndexEntry>,
-}
-
-impl RawImage {
-    fn new() -> Self {
-        RawImage {
-            bytes: raw::to_bytes(&raw::Preamble::current()),
-            index: Vec::new(),
-        }
-    }
-
-    fn offset(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-
-    fn record(&mut self, kind: RecordKind, payload: &[u8]) -> &mut Self {
-        self.record_flags(kind.code(), kind.default_flags(), payload)
-    }
-
-    fn record_flags(&mut self, kind: u16, flags: u16, payload: &[u8]) -> &mut Self {
-        let mut h = RecordHeader::new(
-            RecordKind::from_code(kind),
-            flags,
-            payload.len() as u64,
-            crc32fast::hash(payload),
-        );
-        h.flags = flags;
-        h.header_crc = crc32fast::hash(&raw::to_bytes(&h)[..20]);
-        self.index.push(IndexEntry {
-            offset: self.offset(),
-            kind,
-            flags,
-            reserved: 0,
-        });
-        self.bytes.extend(raw::to_bytes(&h));
-        self.bytes.extend(payload);
-        self
-    }
-
-    /// A PAGES record; raw data is aligned as the spec requires unless
-    /// `pad` is given.
-    fn chunk(
-        &mut self,
-        region: u32,
-        addr: u64,
-        pages: u32,
-        encoding: u8,
-        data: &[u8],
-        pad: Option<u32>,
-    ) -> &mut Self {
-        let start = self.offset() + raw::RECORD_HEADER_LEN + raw::CHUNK_HEADER_LEN;
-        let pad = pad.unwrap_or(if encoding == 0 {
-            ((PS - start % PS) % PS) as u32
-        } else {
-            0
-        });
-        let h = ChunkHeader {
-            region,
-            pages,
-            addr,
-            encoding,
-            reserved: [0; 3],
-            pad,
-            stored_len: data.len() as u64,
-        };
-        let mut p = raw::to_bytes(&h);
-        p.extend(std::iter::repeat_n(0u8, pad as usize));
-        p.extend(data);
-        self.record(RecordKind::Pages, &p)
-    }
-
-    fn finish(&mut self) -> Vec<u8> {
-        let index_offset = self.offset();
-        let mut p = (self.index.len() as u64).to_le_bytes().to_vec();
-        for e in &self.index {
-            p.extend(raw::to_bytes(e));
-        }
-        let count = self.index.len() as u64;
-        let h = RecordHeader::new(
-            RecordKind::Index,
-            RecordKind::Index.default_flags(),
-            p.len() as u64,
-            crc32fast::hash(&p),
-        );
-        self.bytes.extend(raw::to_bytes(&h));
-        self.bytes.extend(&p);
-        let t = Trailer::new(index_offset, count, crc32fast::hash(&self.bytes));
-        self.bytes.extend(raw::to_bytes(&t));
-        std::mem::take(&mut self.bytes)
-    }
-}
-
-/// Payloads of the sample's records, as the encoder lays them out.
-struct Payloads {
-    img: MappedImage,
-}
-
-impl Payloads {
-    fn of_tiny() -> Self {
-        Payloads {
-            img: MappedImage::from_bytes(sample::tiny().encode().unwrap()).unwrap(),
-        }
-    }
-    fn get(&self, kind: RecordKind, nth: usize) -> Vec<u8> {
-        let i = self
-            .img
-            .index()
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.kind == kind.code())
-            .nth(nth)
-            .unwrap_or_else(|| panic!("no {kind} #{nth} in the sample"))
-            .0;
-        self.img.record_payload(i).unwrap().to_vec()
-    }
-}
-
-/// HEADER, PROCESS, THREAD and one 16-page anon region at 0x10000.
-fn base(p: &Payloads) -> RawImage {
-    let mut r = RawImage::new();
-    r.record(RecordKind::Header, &p.get(RecordKind::Header, 0))
-        .record(RecordKind::Process, &p.get(RecordKind::Process, 0))
-        .record(RecordKind::Thread, &p.get(RecordKind::Thread, 0))
-        .record(RecordKind::Region, &region(0x10000, 0x20000));
-    r
-}
-
-fn region(start: u64, end: u64) -> Vec<u8> {
-    let mut v = start.to_le_bytes().to_vec();
-    v.extend(end.to_le_bytes());
-    v.extend(3u32.to_le_bytes()); // prot
-    v.extend([0, 0, 0]); // shared, grows_down, kind anon
-    v.extend(0u32.to_le_bytes()); // name
-    v.push(0); // no backing
-    v
-}
+use common::raw_image::{base, region, Payloads, RawImage, PS};
 
 /// Every reader refuses the image, and both validators list a problem
 /// whose message contains `needle`; returns the byte validator's problems.
@@ -585,4 +444,28 @@ fn the_encoder_refuses_to_write_a_broken_image() {
     e.thread(&s.threads[0]).unwrap();
     let b = e.finish().unwrap();
     assert!(validate_bytes(&b).is_valid());
+}
+
+#[test]
+fn a_zstd_chunk_is_exactly_one_frame() {
+    let p = Payloads::of_tiny();
+    // Two frames that together decompress to the page: refused.
+    let mut two = compress_pages(&vec![1; PS as usize / 2], 3).unwrap();
+    two.extend(compress_pages(&vec![2; PS as usize / 2], 3).unwrap());
+    let mut r = base(&p);
+    r.chunk(0, 0x11000, 1, 1, &two, None);
+    refused(&r.finish(), "zstd frame is");
+    // A skippable frame after the page's frame: refused.
+    let mut skip = compress_pages(&vec![1; PS as usize], 3).unwrap();
+    skip.extend(0x184D2A50u32.to_le_bytes());
+    skip.extend(4u32.to_le_bytes());
+    skip.extend([0; 4]);
+    let mut r = base(&p);
+    r.chunk(0, 0x11000, 1, 1, &skip, None);
+    refused(&r.finish(), "zstd frame is");
+    // A frame whose header claims another size: refused from the header.
+    let mut r = base(&p);
+    let frame = compress_pages(&vec![1; 2 * PS as usize], 3).unwrap();
+    r.chunk(0, 0x11000, 1, 1, &frame, None);
+    refused(&r.finish(), "declares 8192 bytes");
 }

@@ -1,6 +1,8 @@
 //! Test helpers: decode an image both ways and compare with its sample.
 #![allow(dead_code)]
 
+pub mod raw_image;
+
 use ckpt_format::sample::{self, Sample};
 use ckpt_format::*;
 
