@@ -551,40 +551,48 @@ pub(crate) fn decode_chunk_data(c: &ChunkRef, data: &[u8], out: &mut [u8]) -> Re
 /// than the chunk's `raw_len`: cheap, so a reader refuses most bad frames
 /// before it allocates the chunk's output buffer.
 pub(crate) fn check_zstd_frame(c: &ChunkRef, data: &[u8], raw_len: u64) -> Result<()> {
-    let err = |what: String| Error::Decompress {
-        at: At {
-            offset: c.data_offset,
-            record: Some(RecordKind::Pages),
-        },
-        what,
-    };
+    zstd_frame_problem(data, raw_len).map_or(Ok(()), |what| {
+        Err(Error::Decompress {
+            at: At {
+                offset: c.data_offset,
+                record: Some(RecordKind::Pages),
+            },
+            what,
+        })
+    })
+}
+
+/// What is wrong with `data` as the zstd frame of `raw_len` bytes, if
+/// anything (see [`check_zstd_frame`]); the encoder checks the same.
+pub(crate) fn zstd_frame_problem(data: &[u8], raw_len: u64) -> Option<String> {
+    let err = Some;
     // Every zstd block yields at most 128 KiB and takes at least 4 bytes
     // (3 of header, 1 of RLE content; RFC 8878 §3.1.1.2): a frame shorter
     // than this cannot fill the chunk, and no output buffer is ever more
     // than 32768 times the bytes that arrived.
     let min_frame = 4 * raw_len.div_ceil(128 << 10);
     if (data.len() as u64) < min_frame {
-        return Err(err(format!(
+        return err(format!(
             "a zstd frame of {} bytes cannot hold {raw_len} bytes",
             data.len()
-        )));
+        ));
     }
     match zstd::zstd_safe::find_frame_compressed_size(data) {
         Ok(n) if n == data.len() => {}
         Ok(n) => {
-            return Err(err(format!(
+            return err(format!(
                 "the zstd frame is {n} bytes, the chunk stores {}",
                 data.len()
-            )))
+            ))
         }
-        Err(_) => return Err(err("not a complete zstd frame".into())),
+        Err(_) => return err("not a complete zstd frame".into()),
     }
     match zstd::zstd_safe::get_frame_content_size(data) {
-        Ok(Some(n)) if n != raw_len => Err(err(format!(
+        Ok(Some(n)) if n != raw_len => err(format!(
             "the zstd frame declares {n} bytes, the chunk holds {raw_len}"
-        ))),
-        Ok(_) => Ok(()),
-        Err(_) => Err(err("unreadable zstd frame header".into())),
+        )),
+        Ok(_) => None,
+        Err(_) => err("unreadable zstd frame header".into()),
     }
 }
 

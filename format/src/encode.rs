@@ -263,6 +263,11 @@ impl<W: Write> Encoder<W> {
                 if c.data.len() as u64 > max_zstd_len(len) {
                     return Err(Error::Usage("zstd frame larger than max_zstd_len(pages)"));
                 }
+                if crate::decode::zstd_frame_problem(&c.data, len).is_some() {
+                    return Err(Error::Usage(
+                        "zstd data is not exactly one frame of the chunk's pages",
+                    ));
+                }
                 1
             }
         };

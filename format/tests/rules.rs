@@ -441,6 +441,25 @@ fn the_encoder_refuses_to_write_a_broken_image() {
             .is_err(),
         "raw length"
     );
+    let two_pages = compress_pages(&[0; 8192], 3).unwrap();
+    assert!(
+        e.chunk(&EncodedChunk::from_zstd_frame(
+            meta(1, 0x20000, 1),
+            two_pages
+        ))
+        .is_err(),
+        "frame of another size"
+    );
+    assert!(
+        e.chunk(&EncodedChunk::from_zstd_frame(
+            meta(1, 0x20000, 1),
+            b"not zstd".to_vec()
+        ))
+        .is_err(),
+        "not a frame"
+    );
+    e.chunk(&EncodedChunk::zstd(meta(1, 0x20000, 1), &page, 3).unwrap())
+        .unwrap();
     e.thread(&s.threads[0]).unwrap();
     let b = e.finish().unwrap();
     assert!(validate_bytes(&b).is_valid());

@@ -154,8 +154,15 @@ unsafe impl GlobalAlloc for WriterAlloc {
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if in_scratch(p as usize) || SCRATCH_MODE.load(Ordering::Relaxed) {
+        if in_scratch(p as usize) {
+            // Only the most recent block can be given back (LIFO).
+            let end = p as u64 + ((l.size() as u64 + 15) & !15);
+            let _ =
+                SCRATCH_TOP.compare_exchange(end, p as u64, Ordering::Relaxed, Ordering::Relaxed);
             return;
+        }
+        if SCRATCH_MODE.load(Ordering::Relaxed) {
+            return; // the main arena is frozen during the write phase
         }
         let need = l.size().max(l.align());
         match class_of(need) {

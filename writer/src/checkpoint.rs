@@ -396,10 +396,17 @@ fn write_image(
         pages: j.pages,
         encoding: ChunkEncoding::Raw,
     };
-    let raw_of = |j: &Job| crate::mem::slice(j.addr, j.pages as u64 * PAGE);
+    // Raw runs are copied (see `mem::copy_into`) into one reused buffer.
+    let mut rawbuf = vec![0u8; (MAX_CHUNK as u64 * PAGE) as usize];
+    let raw_of = |j: &Job, buf: &mut Vec<u8>| {
+        let len = (j.pages as u64 * PAGE) as usize;
+        crate::mem::copy_into(j.addr, &mut buf[..len]);
+        len
+    };
     if !compress || jobs.is_empty() {
         for j in &jobs {
-            enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j)))
+            let len = raw_of(j, &mut rawbuf);
+            enc.chunk(&EncodedChunk::raw(meta(j), &rawbuf[..len]))
                 .map_err(err)?;
         }
         // workers were not started for this phase: make wait_ack succeed
@@ -423,11 +430,12 @@ fn write_image(
             if st == 1 {
                 let p = res[written].ptr.load(Ordering::Relaxed);
                 let l = res[written].len.load(Ordering::Relaxed);
-                let frame = crate::mem::slice(p as u64, l as u64).to_vec();
+                let frame = crate::mem::leaked_vec(p, l);
                 enc.chunk(&EncodedChunk::from_zstd_frame(meta(j), frame))
                     .map_err(err)?;
             } else {
-                enc.chunk(&EncodedChunk::raw(meta(j), raw_of(j)))
+                let len = raw_of(j, &mut rawbuf);
+                enc.chunk(&EncodedChunk::raw(meta(j), &rawbuf[..len]))
                     .map_err(err)?;
             }
             written += 1;

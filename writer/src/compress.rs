@@ -45,6 +45,8 @@ static LEVEL: AtomicI32 = AtomicI32::new(1);
 pub struct Cctx {
     cctx: *mut zstd_sys::ZSTD_CCtx,
     _mem: Vec<u8>,
+    /// Output buffer reused for every chunk (the scratch arena never frees).
+    out: std::cell::RefCell<Vec<u8>>,
 }
 
 impl Cctx {
@@ -57,14 +59,23 @@ impl Cctx {
         let cctx = unsafe {
             zstd_sys::ZSTD_initStaticCCtx(mem.as_mut_ptr().add(off) as *mut libc::c_void, size)
         };
-        (!cctx.is_null()).then_some(Cctx { cctx, _mem: mem })
+        // SAFETY: pure size computation.
+        let cap = unsafe { zstd_sys::ZSTD_compressBound(256 * 4096) };
+        (!cctx.is_null()).then_some(Cctx {
+            cctx,
+            _mem: mem,
+            out: std::cell::RefCell::new(vec![0u8; cap]),
+        })
     }
 
     /// Compresses `src`; None if it does not get smaller.
     pub fn compress(&self, src: &[u8], level: i32) -> Option<Vec<u8>> {
         // SAFETY: pure size computation.
         let cap = unsafe { zstd_sys::ZSTD_compressBound(src.len()) };
-        let mut out = vec![0u8; cap];
+        let mut out = self.out.borrow_mut();
+        if out.len() < cap {
+            out.resize(cap, 0);
+        }
         // SAFETY: valid context, buffers of the given sizes.
         let n = unsafe {
             zstd_sys::ZSTD_compressCCtx(
@@ -80,8 +91,7 @@ impl Cctx {
         if unsafe { zstd_sys::ZSTD_isError(n) } != 0 || n >= src.len() {
             return None;
         }
-        out.truncate(n);
-        Some(out)
+        Some(out[..n].to_vec())
     }
 }
 

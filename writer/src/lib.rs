@@ -54,6 +54,8 @@ extern "C" fn ckpt_writer_init() {
         .unwrap_or(62);
     suspend::SIGNO.store(signo, Ordering::Relaxed);
     let cfg = config::init_from_env();
+    // Never print to the program's stderr: panics go to our log.
+    std::panic::set_hook(Box::new(|info| log!("writer panic: {info}")));
     let off = mem::dlsym_default(b"__rseq_offset\0");
     let size = mem::dlsym_default(b"__rseq_size\0");
     if !off.is_null() && !size.is_null() {

@@ -14,6 +14,22 @@ pub fn slice<'a>(addr: u64, len: u64) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }
 }
 
+/// Copies our own memory at `addr` into `out` (same ranges as `slice`).
+/// Raw chunks go through a copy because a run may include the calling
+/// thread's own stack, which a Rust slice must not alias.
+pub fn copy_into(addr: u64, out: &mut [u8]) {
+    // SAFETY: source as in `slice`; `copy` (memmove) tolerates overlap with
+    // memory the caller is using; the destination is the caller's buffer.
+    unsafe { std::ptr::copy(addr as *const u8, out.as_mut_ptr(), out.len()) };
+}
+
+/// Takes back a `Box<[u8]>` of `len` bytes leaked at `ptr` as a Vec.
+pub fn leaked_vec(ptr: usize, len: usize) -> Vec<u8> {
+    // SAFETY: ptr/len come from `Box::leak` of a boxed slice of exactly
+    // len bytes (capacity == len), taken back exactly once.
+    unsafe { Vec::from_raw_parts(ptr as *mut u8, len, len) }
+}
+
 pub fn page_is_zero(addr: u64) -> bool {
     // SAFETY: addr is a present page of a readable mapping (see `slice`).
     let words = unsafe { std::slice::from_raw_parts(addr as *const u64, 512) };

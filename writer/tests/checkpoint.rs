@@ -28,8 +28,12 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn compile(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/counter.c");
-    let exe = dir.join("counter");
+    compile_prog(dir, "counter")
+}
+
+fn compile_prog(dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{name}.c"));
+    let exe = dir.join(name);
     let st = Command::new("cc")
         .args(["-O1", "-g", "-pthread", "-o"])
         .arg(&exe)
@@ -130,12 +134,22 @@ fn accept_worker(listener: &TcpListener, logs: &Path) -> Conn {
 impl Conn {
     /// Asks for a checkpoint; returns the image path.
     fn checkpoint(&mut self, generation: u64, dir: &Path, logs: &Path) -> String {
+        self.checkpoint_with(generation, dir, logs, true)
+    }
+
+    fn checkpoint_with(
+        &mut self,
+        generation: u64,
+        dir: &Path,
+        logs: &Path,
+        compress: bool,
+    ) -> String {
         ckpt_protocol::send(
             &mut self.w,
             &ToClient::Checkpoint(CheckpointRequest {
                 generation,
                 dir: dir.to_string_lossy().into_owned(),
-                compress: true,
+                compress,
                 open_files: false,
                 computation_id: "00112233445566778899aabbccddeeff".into(),
             }),
@@ -374,6 +388,98 @@ fn checkpoint_then_restore_continues_counting() {
     assert!(log.contains("restarted (restart #2)"), "log: {log}");
     assert!(matches!(&conn3.hello.role, Role::Worker(w) if w.restarted_from == 2));
     stop_restored(rchild2, &stop);
+    if std::env::var_os("CKPT_TEST_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn forked_child_gets_its_own_writer_and_kill_exits_75() {
+    let lib = build_writer();
+    let dir = tmp("fork");
+    let logs = dir.join("logs");
+    let exe = compile_prog(&dir, "forker");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Kill(
+        Command::new(&exe)
+            .env("LD_PRELOAD", &lib)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_DIR", &dir)
+            .env("CKPT_TMPDIR", &logs)
+            .env("CKPT_NO_COMPRESS", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = lines_of(child.0.stdout.take().unwrap());
+    wait_line(&out, 10, "child output", |l| l == "child 2");
+    let mut a = accept_worker(&listener, &logs);
+    let mut b = accept_worker(&listener, &logs);
+    let (Role::Worker(wa), Role::Worker(wb)) = (a.hello.role.clone(), b.hello.role.clone()) else {
+        panic!("roles")
+    };
+    assert_ne!(
+        wa.unique_id, wb.unique_id,
+        "the child needs its own identity"
+    );
+    assert_ne!(wa.real_pid, wb.real_pid);
+    let pa = a.checkpoint_with(1, &dir, &logs, true);
+    let pb = b.checkpoint_with(1, &dir, &logs, true);
+    assert_ne!(pa, pb);
+    for (p, w) in [(&pa, &wa), (&pb, &wb)] {
+        let img = MappedImage::open(p).unwrap();
+        assert!(img.validate().problems.is_empty(), "{p}");
+        assert_eq!(img.process().pid.0, w.real_pid);
+        assert!(
+            img.chunks()
+                .iter()
+                .all(|c| c.meta.encoding == ckpt_format::ChunkEncoding::Raw),
+            "CKPT_NO_COMPRESS=1 must store raw chunks"
+        );
+    }
+    // Both keep running after their checkpoints.
+    let p = tick_of(
+        &wait_line(&out, 10, "parent line", |l| l.starts_with("parent ")).replace("parent", "tick"),
+    )
+    .unwrap();
+    wait_line(&out, 10, "parent continues", |l| {
+        l == format!("parent {}", p + 3)
+    });
+    let c = tick_of(
+        &wait_line(&out, 10, "child line", |l| l.starts_with("child ")).replace("child", "tick"),
+    )
+    .unwrap();
+    wait_line(&out, 10, "child continues", |l| {
+        l == format!("child {}", c + 3)
+    });
+    // Kill: both exit with 75.
+    let parent_conn = if wa.real_pid == child.0.id() as i32 {
+        &mut a
+    } else {
+        &mut b
+    };
+    ckpt_protocol::send(&mut parent_conn.w, &ToClient::Kill).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "parent did not exit on Kill");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st.code(), Some(75));
+    let child_conn = if wa.real_pid == st.code().map_or(0, |_| child.0.id() as i32) {
+        &mut b
+    } else {
+        &mut a
+    };
+    ckpt_protocol::send(&mut child_conn.w, &ToClient::Kill).unwrap();
+    let gone: Result<Option<ToCoordinator>, _> = ckpt_protocol::recv(&mut child_conn.r);
+    assert!(
+        matches!(gone, Ok(None) | Err(_)),
+        "child still connected: {gone:?}"
+    );
     if std::env::var_os("CKPT_TEST_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
