@@ -301,7 +301,10 @@ impl Metadata {
             RecordKind::Rlimits => self.rlimits = codec::decode(payload, base, kind)?,
             RecordKind::PidTable => self.pid_table = codec::decode(payload, base, kind)?,
             RecordKind::SocketPeer => self.socket_peers.push(codec::decode(payload, base, kind)?),
-            RecordKind::Pages | RecordKind::Index => unreachable!("not metadata"),
+            // The readers route these elsewhere; refuse rather than panic.
+            RecordKind::Pages | RecordKind::Index => {
+                return Err(malformed(offset, Some(kind), "not a metadata record"))
+            }
             RecordKind::Unknown(code) => self.skipped.push((offset, code, h.flags)),
         }
         Ok(())

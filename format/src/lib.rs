@@ -9,7 +9,56 @@
 //! process state beyond reading the file it is given.
 //!
 //! Hostile input is normal input: every length and count is checked
-//! against the bytes that exist before anything is allocated.
+//! against the bytes that exist before anything is allocated, against the
+//! limits [`MAX_STRING`], [`MAX_PATH`], [`MAX_XSAVE`],
+//! [`MAX_METADATA_PAYLOAD`], [`MAX_PAGES_PAYLOAD`], [`MAX_CHUNK_PAGES`]
+//! and [`MAX_CHUNK_BYTES`]; a payload read from a pipe grows only as its
+//! bytes arrive; a chunk's output buffer is allocated only after its zstd
+//! frame header agrees with the chunk.
+//!
+//! Errors are one enum, [`Error`]: every variant carries the offset and,
+//! when known, the record kind at fault. [`Error::is_unsupported`] tells
+//! "this image needs a newer reader" (a newer major version, an unknown
+//! critical record) from "this image is broken".
+//!
+//! ```
+//! use ckpt_format::*;
+//!
+//! # fn main() -> Result<()> {
+//! let s = sample::tiny();
+//! let mut enc = Encoder::new(Vec::new(), &s.header)?;
+//! enc.process(&s.process)?;
+//! enc.thread(&s.threads[0])?;
+//! let r = enc.region(&Region {
+//!     start: Addr(0x10000),
+//!     end: Addr(0x12000),
+//!     prot: Prot(Prot::READ | Prot::WRITE),
+//!     ..Default::default()
+//! })?;
+//! let pages = vec![7u8; 4096];
+//! let meta = ChunkMeta { region: r, addr: Addr(0x11000), pages: 1, encoding: ChunkEncoding::Raw };
+//! enc.chunk(&EncodedChunk::zstd(meta, &pages, 3)?)?;
+//! let bytes = enc.finish()?;
+//!
+//! // Random access: metadata decoded at open, page data on demand.
+//! let img = MappedImage::from_bytes(bytes.clone())?;
+//! let mut out = vec![0u8; 4096];
+//! img.read_chunk(&img.chunks()[0], &mut out)?;
+//! assert_eq!(out, pages);
+//!
+//! // One pass, as from a pipe.
+//! let mut dec = StreamDecoder::new(&bytes[..]);
+//! while let Some(item) = dec.next_item()? {
+//!     if let Item::Chunk { pages: p, .. } = item {
+//!         assert_eq!(p, pages);
+//!     }
+//! }
+//!
+//! // Every problem, not just the first.
+//! assert!(validate_bytes(&bytes).is_valid());
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
