@@ -633,3 +633,9 @@ pub(crate) fn decode<T: Wire>(payload: &[u8], base: u64, kind: RecordKind) -> Re
     r.finish()?;
     Ok(v)
 }
+
+/// Decodes one value from the start of a payload, ignoring what follows
+/// (fields a newer minor version appended).
+pub(crate) fn decode_prefix<T: Wire>(payload: &[u8], base: u64, kind: RecordKind) -> Result<T> {
+    T::get(&mut In::new(payload, base, kind))
+}

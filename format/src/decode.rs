@@ -246,6 +246,18 @@ impl Metadata {
         Ok(())
     }
 
+    /// Decodes a record payload. Trailing bytes after the known fields are
+    /// an error, except in an image of a newer minor version: minor
+    /// versions may append fields at the end of a record's payload, and
+    /// an older reader skips them.
+    fn decode<T: codec::Wire>(&self, payload: &[u8], base: u64, kind: RecordKind) -> Result<T> {
+        if self.version.1 > crate::FORMAT_MINOR {
+            codec::decode_prefix(payload, base, kind)
+        } else {
+            codec::decode(payload, base, kind)
+        }
+    }
+
     /// Decodes one metadata record into `self`, enforcing order rules.
     pub(crate) fn apply(&mut self, h: &RecordHeader, payload: &[u8], offset: u64) -> Result<()> {
         let kind = RecordKind::from_code(h.kind);
@@ -264,7 +276,7 @@ impl Metadata {
         }
         match kind {
             RecordKind::Header => {
-                let hd: ImageHeader = codec::decode(payload, base, kind)?;
+                let hd: ImageHeader = self.decode(payload, base, kind)?;
                 let ps = hd.page_size as u64;
                 if !(4096..=65536).contains(&ps) || !ps.is_power_of_two() {
                     return Err(malformed(
@@ -275,10 +287,10 @@ impl Metadata {
                 }
                 self.header = Some(hd);
             }
-            RecordKind::Process => self.process = Some(codec::decode(payload, base, kind)?),
-            RecordKind::Thread => self.threads.push(codec::decode(payload, base, kind)?),
+            RecordKind::Process => self.process = Some(self.decode(payload, base, kind)?),
+            RecordKind::Thread => self.threads.push(self.decode(payload, base, kind)?),
             RecordKind::Region => {
-                let r: Region = codec::decode(payload, base, kind)?;
+                let r: Region = self.decode(payload, base, kind)?;
                 let ps = self.page_size();
                 if r.start.0 >= r.end.0
                     || !r.start.0.is_multiple_of(ps)
@@ -295,12 +307,12 @@ impl Metadata {
                 }
                 self.regions.push(r);
             }
-            RecordKind::Fd => self.fds.push(codec::decode(payload, base, kind)?),
-            RecordKind::Signals => self.signals = Some(codec::decode(payload, base, kind)?),
-            RecordKind::Timers => self.timers = Some(codec::decode(payload, base, kind)?),
-            RecordKind::Rlimits => self.rlimits = codec::decode(payload, base, kind)?,
-            RecordKind::PidTable => self.pid_table = codec::decode(payload, base, kind)?,
-            RecordKind::SocketPeer => self.socket_peers.push(codec::decode(payload, base, kind)?),
+            RecordKind::Fd => self.fds.push(self.decode(payload, base, kind)?),
+            RecordKind::Signals => self.signals = Some(self.decode(payload, base, kind)?),
+            RecordKind::Timers => self.timers = Some(self.decode(payload, base, kind)?),
+            RecordKind::Rlimits => self.rlimits = self.decode(payload, base, kind)?,
+            RecordKind::PidTable => self.pid_table = self.decode(payload, base, kind)?,
+            RecordKind::SocketPeer => self.socket_peers.push(self.decode(payload, base, kind)?),
             // The readers route these elsewhere; refuse rather than panic.
             RecordKind::Pages | RecordKind::Index => {
                 return Err(malformed(offset, Some(kind), "not a metadata record"))

@@ -47,8 +47,12 @@ pub const FLAGS_KNOWN: u16 = FLAG_CRITICAL | FLAG_SAFE_TO_COPY;
 /// Spec §2: the preamble at offset 0 (16 bytes).
 ///
 /// A reader refuses a major version it does not know (unsupported, not
-/// corrupt) and reads every minor version of a major it knows: minor
-/// versions only add record kinds or trailing fields a reader may skip.
+/// corrupt) and reads every minor version of a major it knows. A minor
+/// version only adds: new record kinds (critical or not, see
+/// [`RecordHeader::flags`]) and new fields appended at the end of a
+/// metadata record's payload. A reader ignores bytes after the fields it
+/// knows in an image whose minor version is newer than its own, and
+/// refuses them in an image of its own minor version or older.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
 pub struct Preamble {
@@ -356,7 +360,8 @@ impl fmt::Display for RecordKind {
 ///
 /// A payload is its fields in the order tabled, with no padding and no
 /// alignment, and nothing after the last field (a reader refuses trailing
-/// bytes). Field types:
+/// bytes, unless the image's minor version is newer than the reader's: see
+/// [`Preamble`]). Field types:
 ///
 /// | type | bytes |
 /// |---|---|

@@ -488,3 +488,30 @@ fn a_zstd_chunk_is_exactly_one_frame() {
     r.chunk(0, 0x11000, 1, 1, &frame, None);
     refused(&r.finish(), "declares 8192 bytes");
 }
+
+/// Minor versions may append fields to a record: a reader skips them in
+/// an image of a newer minor, and refuses them in its own.
+#[test]
+fn fields_appended_by_a_newer_minor_are_skipped() {
+    let p = Payloads::of_tiny();
+    let build = |minor: u16| {
+        let mut r = RawImage::new();
+        let mut pre = raw::Preamble::current();
+        pre.minor = minor;
+        pre.crc = crc32fast::hash(&raw::to_bytes(&pre)[..12]);
+        r.bytes = raw::to_bytes(&pre);
+        let mut thread = p.get(RecordKind::Thread, 0);
+        thread.extend(b"a field from the future");
+        r.record(RecordKind::Header, &p.get(RecordKind::Header, 0))
+            .record(RecordKind::Process, &p.get(RecordKind::Process, 0))
+            .record(RecordKind::Thread, &thread);
+        r.finish()
+    };
+    let newer = build(FORMAT_MINOR + 1);
+    let img = MappedImage::from_bytes(newer.clone()).unwrap();
+    assert_eq!(img.version(), (FORMAT_MAJOR, FORMAT_MINOR + 1));
+    assert_eq!(img.threads()[0], sample::tiny().threads[0]);
+    assert!(validate_bytes(&newer).is_valid());
+    assert!(validate_reader(&newer[..]).is_valid());
+    refused(&build(FORMAT_MINOR), "trailing bytes");
+}
