@@ -225,8 +225,10 @@ impl Trailer {
     }
 }
 
-/// Record kinds (spec §4).
+/// Record kinds (spec §4). Non-exhaustive: a minor version may add kinds,
+/// which older readers see as [`RecordKind::Unknown`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// Image header: who, where, when, host fingerprint. First, once.
     Header,

@@ -11,8 +11,10 @@ use crate::model::*;
 use crate::raw::{self, IndexEntry, RecordKind, Trailer};
 use std::io::Read;
 
-/// What the stream yields, in image order.
+/// What the stream yields, in image order. Non-exhaustive: a minor version
+/// that adds a record kind adds an item.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Item {
     /// HEADER.
     Header(ImageHeader),

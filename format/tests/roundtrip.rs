@@ -77,3 +77,68 @@ fn encoder_never_seeks_and_reports_its_offset() {
     assert!(out.0.len() as u64 > off);
     assert!(MappedImage::from_bytes(out.0).is_ok());
 }
+
+/// The one-pass decoder yields one item per record, in file order, then
+/// `End`, then nothing.
+#[test]
+fn stream_items_follow_the_records_in_order() {
+    let bytes = sample::full().encode().unwrap();
+    let img = MappedImage::from_bytes(bytes.clone()).unwrap();
+    let mut d = StreamDecoder::new(&bytes[..]);
+    let mut kinds = Vec::new();
+    while let Some(item) = d.next_item().unwrap() {
+        kinds.push(match item {
+            Item::Header(_) => Some(RecordKind::Header),
+            Item::Process(_) => Some(RecordKind::Process),
+            Item::Thread(_) => Some(RecordKind::Thread),
+            Item::Region(_) => Some(RecordKind::Region),
+            Item::Chunk { .. } => Some(RecordKind::Pages),
+            Item::Fd(_) => Some(RecordKind::Fd),
+            Item::Signals(_) => Some(RecordKind::Signals),
+            Item::Timers(_) => Some(RecordKind::Timers),
+            Item::Rlimits(_) => Some(RecordKind::Rlimits),
+            Item::PidTable(_) => Some(RecordKind::PidTable),
+            Item::SocketPeer(_) => Some(RecordKind::SocketPeer),
+            Item::Unknown { kind, .. } => Some(RecordKind::from_code(kind)),
+            Item::End => None,
+            _ => unreachable!("new item kind"),
+        });
+    }
+    let mut want: Vec<_> = img
+        .index()
+        .iter()
+        .map(|e| Some(RecordKind::from_code(e.kind)))
+        .collect();
+    want.push(None);
+    assert_eq!(kinds, want);
+    assert!(matches!(d.next_item(), Ok(None)));
+    assert_eq!(d.offset(), bytes.len() as u64);
+}
+
+/// Opening an image reads no page data: damage in a chunk's pages is
+/// found when that chunk is read (or validated), not at open.
+#[test]
+fn open_does_not_touch_page_data() {
+    let mut bytes = sample::full().encode().unwrap();
+    let img = MappedImage::from_bytes(bytes.clone()).unwrap();
+    let c = *img
+        .chunks()
+        .iter()
+        .find(|c| c.meta.encoding == ChunkEncoding::Raw)
+        .unwrap();
+    bytes[c.data_offset as usize + 100] ^= 0x10;
+    let img = MappedImage::from_bytes(bytes.clone()).unwrap();
+    assert_eq!(
+        img.chunks().len(),
+        MappedImage::from_bytes(bytes.clone())
+            .unwrap()
+            .chunks()
+            .len()
+    );
+    let mut out = vec![0; c.meta.pages as usize * 4096];
+    let e = img.read_chunk(&c, &mut out).unwrap_err();
+    assert!(e.to_string().contains("payload CRC mismatch"), "{e}");
+    assert_eq!(e.offset(), Some(c.record_offset));
+    assert_eq!(img.chunk_bytes(&c).len() as u64, c.stored_len);
+    assert!(!img.validate().is_valid());
+}
