@@ -128,10 +128,12 @@ pub fn child_after_fork() {
 
 fn ckpt_thread() {
     sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
+    let mut failing = false;
     loop {
         let cfg = config::get();
         match connect(&cfg) {
             Ok(s) => {
+                failing = false;
                 let restarted = serve(&s, &cfg);
                 if restarted {
                     // The restorer closed the old socket; its fd number is not ours.
@@ -139,6 +141,14 @@ fn ckpt_thread() {
                     continue;
                 }
                 config::SOCK_FD.store(-1, Ordering::SeqCst);
+            }
+            Err(e) if !failing => {
+                failing = true;
+                log!(
+                    "coordinator {}:{} unreachable ({e}); retrying every second",
+                    cfg.host,
+                    cfg.port
+                )
             }
             Err(e) => debug!("coordinator {}:{}: {e}", cfg.host, cfg.port),
         }

@@ -10,6 +10,7 @@ fn dump_image() {
     println!("{:?}", img.process());
     for t in img.threads() {
         let mut t = t.clone();
+        println!("xsave {} bytes", t.xsave.len());
         t.xsave.truncate(0);
         println!("{t:?}");
     }
