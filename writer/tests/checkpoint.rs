@@ -316,6 +316,25 @@ fn checkpoint_then_restore_continues_counting() {
     assert!(user
         .iter()
         .all(|t| t.xsave.len() >= 512 && t.resume.rip != 0));
+    let h = img.header();
+    assert!(
+        h.host
+            .vdso_symbols
+            .iter()
+            .any(|s| s.name.contains("clock_gettime")),
+        "vdso symbols: {:?}",
+        h.host.vdso_symbols
+    );
+    assert!(h.host.xsave_size >= 512 && h.host.rseq_size > 0 && !h.host.cpu_flags.is_empty());
+    assert_eq!((h.arch, h.page_size, h.generation), (62, 4096, 1));
+    let p = img.process();
+    assert!(p.mm.start_brk.0 != 0 && p.mm.brk.0 >= p.mm.start_brk.0 && p.mm.arg_start.0 != 0);
+    assert!(p.restart_info_addr.0 != 0 && p.cmdline.len() == 2);
+    let sig = img.signals().expect("signals record");
+    assert_ne!(
+        sig.actions[61].handler, 0,
+        "checkpoint signal handler recorded"
+    );
     let regions = img.regions();
     assert!(
         regions.iter().any(|r| r.kind == RegionKind::Heap),
@@ -343,6 +362,8 @@ fn checkpoint_then_restore_continues_counting() {
         n > 3 && n <= killed_at,
         "restored counter at {n}, checkpoint near {after}"
     );
+    // A thread created and joined after the restore (every 10 ticks).
+    wait_line(&rout, 10, "join after restore", |l| l == "join ok");
     wait_line(&rout, 10, "ticks after restore", |l| {
         tick_of(l) == Some(n + 25)
     });

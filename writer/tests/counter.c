@@ -26,6 +26,10 @@ static int check(const char *p, long len) {
     return 1;
 }
 
+static void *short_lived(void *arg) {
+    return (void *)((long)arg + 1);
+}
+
 static void *worker(void *arg) {
     long id = (long)arg;
     for (;;) {
@@ -52,6 +56,12 @@ int main(int argc, char **argv) {
             /* the workers must still be making progress */
             int moving = spins[0] > last[0] && spins[1] > last[1];
             printf("workers %s\n", moving ? "ok" : "STUCK");
+            /* thread creation and pthread_join (clear-child-tid, TLS) */
+            pthread_t s;
+            void *ret = NULL;
+            int joined = pthread_create(&s, NULL, short_lived, (void *)n) == 0 &&
+                         pthread_join(s, &ret) == 0 && (long)ret == n + 1;
+            printf("join %s\n", joined ? "ok" : "BAD");
             last[0] = spins[0];
             last[1] = spins[1];
         }
