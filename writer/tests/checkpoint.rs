@@ -181,6 +181,17 @@ fn restore(image: &str, port: u16, logs: &Path) -> (Kill, Receiver<String>, u64)
         "{} missing: run scripts/build.sh",
         restorer.display()
     );
+    // A plain `cargo build` of the workspace replaces the static (musl)
+    // restorer with a glibc one, whose rseq area the final stage unmaps:
+    // the restore then dies with SIGSEGV. Say so instead.
+    let head = std::fs::read(&restorer).unwrap_or_default();
+    assert!(
+        !head[..head.len().min(4096)]
+            .windows(8)
+            .any(|w| w == b"ld-linux"),
+        "{} is dynamically linked: run scripts/build.sh (it installs the static musl build)",
+        restorer.display()
+    );
     let mut rchild = Kill(
         Command::new(&restorer)
             .arg(image)
