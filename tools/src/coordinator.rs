@@ -1,0 +1,678 @@
+//! `ckpt coordinator`: accepts workers (checkpointed processes) and
+//! `ckpt command` clients, runs checkpoints across all workers, and writes
+//! the restart script and manifest after each complete checkpoint.
+//!
+//! One thread per connection; all state in one `Mutex<State>`. Messages to
+//! workers are written under the lock (small lines, bounded write timeout).
+
+use crate::secret;
+use anyhow::{Context, Result};
+use ckpt_protocol::{
+    CheckpointRequest, Command, Hello, ProcessEntry, Reply, Role, ToClient, ToCoordinator,
+    WorkerInfo, PROTOCOL_VERSION,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Options of `ckpt coordinator`.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub port: u16,
+    pub port_file: Option<PathBuf>,
+    pub listen: String,
+    pub daemon: bool,
+    pub exit_on_last: bool,
+    pub interval: u64,
+    pub ckpt_dir: Option<PathBuf>,
+    pub quiet: bool,
+    pub tmpdir: PathBuf,
+    pub compress: bool,
+    pub open_files: bool,
+}
+
+struct Worker {
+    info: WorkerInfo,
+    out: TcpStream,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct ImageRec {
+    host: String,
+    program: String,
+    pid: i32,
+    unique_id: String,
+    path: String,
+    bytes: u64,
+}
+
+struct Pending {
+    generation: u64,
+    waiting: BTreeSet<u64>,
+    images: Vec<ImageRec>,
+    failures: Vec<String>,
+    waiters: Vec<mpsc::Sender<Reply>>,
+}
+
+struct State {
+    next_id: u64,
+    workers: BTreeMap<u64, Worker>,
+    generation: u64,
+    completed: u64,
+    interval: u64,
+    last_start: Instant,
+    pending: Option<Pending>,
+    ever_connected: bool,
+}
+
+struct Shared {
+    opts: Opts,
+    port: u16,
+    secret: String,
+    computation_id: String,
+    exe: String,
+    st: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn say(&self, msg: &str) {
+        if !self.opts.quiet {
+            println!("[ckpt coordinator] {msg}");
+        }
+    }
+
+    fn secret_file(&self) -> PathBuf {
+        secret::secret_path(&self.opts.tmpdir, self.port)
+    }
+
+    /// Leaves: removes the secret file and exits the whole process.
+    fn exit(&self, code: i32) -> ! {
+        let _ = std::fs::remove_file(self.secret_file());
+        let _ = std::io::stdout().flush();
+        std::process::exit(code)
+    }
+}
+
+fn send_to(out: &mut TcpStream, msg: &ToClient) -> bool {
+    ckpt_protocol::send(out, msg).is_ok()
+}
+
+/// Runs the coordinator until `q` (or the last worker leaves with
+/// --exit-on-last).
+pub fn run(opts: Opts) -> Result<i32> {
+    secret::ensure_tmpdir(&opts.tmpdir)?;
+    let listener = TcpListener::bind((opts.listen.as_str(), opts.port))
+        .with_context(|| format!("listening on {}:{}", opts.listen, opts.port))?;
+    let port = listener.local_addr().context("local address")?.port();
+    let secret = match std::env::var("CKPT_SECRET") {
+        Ok(s) if !s.is_empty() => s,
+        _ => secret::random_hex(32)?,
+    };
+    secret::write_secret(&secret::secret_path(&opts.tmpdir, port), &secret)?;
+    if let Some(pf) = &opts.port_file {
+        let tmp = pf.with_extension("tmp");
+        std::fs::write(&tmp, format!("{port}\n"))
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, pf)
+            .with_context(|| format!("writing the port file {}", pf.display()))?;
+    }
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "ckpt".into());
+    let shared = Arc::new(Shared {
+        port,
+        secret,
+        computation_id: secret::random_hex(16)?,
+        exe,
+        st: Mutex::new(State {
+            next_id: 1,
+            workers: BTreeMap::new(),
+            generation: 0,
+            completed: 0,
+            interval: opts.interval,
+            last_start: Instant::now(),
+            pending: None,
+            ever_connected: false,
+        }),
+        opts,
+    });
+    if !shared.opts.quiet {
+        println!(
+            "ckpt coordinator listening on {}:{port}",
+            shared.opts.listen
+        );
+        println!("  port: {port}");
+        println!(
+            "  checkpoint interval: {}",
+            if shared.opts.interval == 0 {
+                "off".to_string()
+            } else {
+                format!("{} s", shared.opts.interval)
+            }
+        );
+        println!(
+            "  exit on last: {}",
+            if shared.opts.exit_on_last {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+        println!("  secret file: {}", shared.secret_file().display());
+        if !shared.opts.daemon {
+            println!("Type '?' for help.");
+        }
+        let _ = std::io::stdout().flush();
+    }
+    {
+        let sh = shared.clone();
+        std::thread::spawn(move || timer(&sh));
+    }
+    if !shared.opts.daemon {
+        let sh = shared.clone();
+        std::thread::spawn(move || console(&sh));
+    }
+    for conn in listener.incoming() {
+        match conn {
+            Ok(s) => {
+                let sh = shared.clone();
+                std::thread::spawn(move || connection(&sh, s));
+            }
+            Err(e) => shared.say(&format!("accept: {e}")),
+        }
+    }
+    Ok(0)
+}
+
+fn timer(sh: &Shared) {
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let mut st = sh.lock();
+        if st.interval > 0
+            && st.pending.is_none()
+            && !st.workers.is_empty()
+            && st.last_start.elapsed() >= Duration::from_secs(st.interval)
+        {
+            let _ = start_checkpoint(sh, &mut st, None);
+        }
+    }
+}
+
+fn console(sh: &Shared) {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { return };
+        let mut words = line.split_whitespace();
+        let cmd = match words.next() {
+            None => continue,
+            Some("l") | Some("list") => Command::List,
+            Some("s") | Some("status") => Command::Status,
+            Some("c") => Command::Checkpoint,
+            Some("bc") => Command::BlockingCheckpoint,
+            Some("k") => Command::Kill,
+            Some("q") => Command::Quit,
+            Some("i") => match words.next().and_then(|w| w.parse().ok()) {
+                Some(n) => Command::Interval(n),
+                None => {
+                    println!("usage: i SECONDS (0 = off)");
+                    continue;
+                }
+            },
+            Some("?") | Some("h") | Some("help") => {
+                println!(
+                    "Commands:\n  l  list processes\n  s  status\n  c  checkpoint all\n  bc checkpoint all and wait\n  i N  checkpoint every N seconds (0 = off)\n  k  kill all processes\n  q  kill all processes and quit\n  ?  this help"
+                );
+                continue;
+            }
+            Some(other) => {
+                println!("unknown command '{other}' (type ? for help)");
+                continue;
+            }
+        };
+        match execute(sh, cmd) {
+            Reply::List(list) => {
+                if list.is_empty() {
+                    println!("no processes connected");
+                }
+                print!("{}", crate::command::render_list(&list));
+            }
+            Reply::Status { processes, running, interval, generation } => println!(
+                "processes: {processes}, running: {}, interval: {interval} s, last checkpoint: {generation}",
+                if running { "yes" } else { "no" }
+            ),
+            Reply::Ok { message } => println!("{message}"),
+            Reply::Checkpointed { generation, images } => {
+                println!("checkpoint {generation}: {}", if images.is_empty() { "started".into() } else { images.join(" ") })
+            }
+            Reply::Error { message } => println!("error: {message}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Starts a checkpoint of every worker (or joins the one under way);
+/// returns its generation.
+fn start_checkpoint(
+    sh: &Shared,
+    st: &mut State,
+    waiter: Option<mpsc::Sender<Reply>>,
+) -> Result<u64, String> {
+    if let Some(p) = &mut st.pending {
+        if let Some(w) = waiter {
+            p.waiters.push(w);
+        }
+        return Ok(p.generation);
+    }
+    if st.workers.is_empty() {
+        return Err("no processes to checkpoint".into());
+    }
+    st.generation += 1;
+    st.last_start = Instant::now();
+    let generation = st.generation;
+    let req = CheckpointRequest {
+        generation,
+        dir: sh
+            .opts
+            .ckpt_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        compress: sh.opts.compress,
+        open_files: sh.opts.open_files,
+        computation_id: sh.computation_id.clone(),
+    };
+    let mut pending = Pending {
+        generation,
+        waiting: BTreeSet::new(),
+        images: Vec::new(),
+        failures: Vec::new(),
+        waiters: waiter.into_iter().collect(),
+    };
+    for (id, w) in st.workers.iter_mut() {
+        if send_to(&mut w.out, &ToClient::Checkpoint(req.clone())) {
+            pending.waiting.insert(*id);
+        } else {
+            pending.failures.push(format!(
+                "{}[{}]: could not send the request",
+                w.info.program, w.info.vpid
+            ));
+        }
+    }
+    sh.say(&format!(
+        "checkpoint {generation} of {} process(es) started",
+        st.workers.len()
+    ));
+    st.pending = Some(pending);
+    maybe_complete(sh, st);
+    Ok(generation)
+}
+
+/// Finishes the pending checkpoint once no worker is left to answer.
+fn maybe_complete(sh: &Shared, st: &mut State) {
+    let done = st.pending.as_ref().is_some_and(|p| p.waiting.is_empty());
+    if !done {
+        return;
+    }
+    let p = st.pending.take().expect("pending");
+    let reply = if !p.failures.is_empty() {
+        let message = format!(
+            "checkpoint {} failed: {}",
+            p.generation,
+            p.failures.join("; ")
+        );
+        sh.say(&message);
+        Reply::Error { message }
+    } else {
+        st.completed = p.generation;
+        if let Err(e) = write_restart_files(sh, p.generation, &p.images) {
+            sh.say(&format!("checkpoint {}: {e:#}", p.generation));
+        }
+        sh.say(&format!(
+            "checkpoint {} complete: {} image(s)",
+            p.generation,
+            p.images.len()
+        ));
+        Reply::Checkpointed {
+            generation: p.generation,
+            images: p.images.iter().map(|i| i.path.clone()).collect(),
+        }
+    };
+    for w in p.waiters {
+        let _ = w.send(reply.clone());
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn write_restart_files(sh: &Shared, generation: u64, images: &[ImageRec]) -> Result<()> {
+    let dir = match &sh.opts.ckpt_dir {
+        Some(d) => d.clone(),
+        None => match images.first().and_then(|i| Path::new(&i.path).parent()) {
+            Some(p) => p.to_path_buf(),
+            None => return Ok(()),
+        },
+    };
+    #[derive(Serialize)]
+    struct Manifest<'a> {
+        computation_id: &'a str,
+        generation: u64,
+        created_unix: u64,
+        coordinator_port: u16,
+        images: &'a [ImageRec],
+    }
+    let m = Manifest {
+        computation_id: &sh.computation_id,
+        generation,
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        coordinator_port: sh.port,
+        images,
+    };
+    let json = serde_json::to_string_pretty(&m)? + "\n";
+    write_atomic(&dir.join("ckpt_manifest.json"), json.as_bytes(), 0o600)?;
+    let mut script = format!(
+        "#!/bin/sh\n# Written by the ckpt coordinator: restarts checkpoint {generation} of computation {}.\n\
+         # The coordinator is found through CKPT_COORD_HOST / CKPT_COORD_PORT (started when none runs).\n\
+         CKPT=\"${{CKPT:-{}}}\"\n",
+        sh.computation_id,
+        shell_quote(&sh.exe)
+    );
+    if images.len() == 1 {
+        script.push_str(&format!(
+            "exec \"$CKPT\" restart {}\n",
+            shell_quote(&images[0].path)
+        ));
+    } else {
+        for i in images {
+            script.push_str(&format!("\"$CKPT\" restart {} &\n", shell_quote(&i.path)));
+        }
+        script.push_str("wait\n");
+    }
+    write_atomic(
+        &dir.join("ckpt_restart_script.sh"),
+        script.as_bytes(),
+        0o700,
+    )?;
+    Ok(())
+}
+
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+fn list(st: &State) -> Vec<ProcessEntry> {
+    st.workers
+        .iter()
+        .enumerate()
+        .map(|(n, (id, w))| ProcessEntry {
+            number: n + 1,
+            info: w.info.clone(),
+            state: if st.pending.as_ref().is_some_and(|p| p.waiting.contains(id)) {
+                "CHECKPOINTING".into()
+            } else {
+                "RUNNING".into()
+            },
+        })
+        .collect()
+}
+
+fn kill_all(sh: &Shared, st: &mut State) -> usize {
+    let n = st.workers.len();
+    for w in st.workers.values_mut() {
+        send_to(&mut w.out, &ToClient::Kill);
+    }
+    sh.say(&format!("kill sent to {n} process(es)"));
+    n
+}
+
+/// Runs a command (from a client or the console) and returns its reply.
+fn execute(sh: &Shared, cmd: Command) -> Reply {
+    let mut st = sh.lock();
+    match cmd {
+        Command::Status => Reply::Status {
+            processes: st.workers.len(),
+            running: !st.workers.is_empty(),
+            interval: st.interval,
+            generation: st.completed,
+        },
+        Command::List => Reply::List(list(&st)),
+        Command::Checkpoint => match start_checkpoint(sh, &mut st, None) {
+            Ok(generation) => Reply::Checkpointed {
+                generation,
+                images: vec![],
+            },
+            Err(message) => Reply::Error { message },
+        },
+        Command::BlockingCheckpoint => {
+            let (tx, rx) = mpsc::channel();
+            if let Err(message) = start_checkpoint(sh, &mut st, Some(tx)) {
+                return Reply::Error { message };
+            }
+            drop(st);
+            rx.recv().unwrap_or(Reply::Error {
+                message: "the checkpoint was abandoned".into(),
+            })
+        }
+        Command::Kill => {
+            let n = kill_all(sh, &mut st);
+            Reply::Ok {
+                message: format!("killed {n} process(es)"),
+            }
+        }
+        Command::Quit => {
+            let n = kill_all(sh, &mut st);
+            Reply::Ok {
+                message: format!("killed {n} process(es); coordinator exiting"),
+            }
+        }
+        Command::Interval(n) => {
+            st.interval = n;
+            st.last_start = Instant::now();
+            sh.say(&format!("checkpoint interval set to {n} s"));
+            Reply::Ok {
+                message: format!(
+                    "checkpoint interval: {}",
+                    if n == 0 {
+                        "off".into()
+                    } else {
+                        format!("{n} s")
+                    }
+                ),
+            }
+        }
+    }
+}
+
+fn connection(sh: &Shared, s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let peer = s
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let Ok(mut out) = s.try_clone() else { return };
+    let mut r = BufReader::new(s);
+    // The hello must come quickly.
+    let _ = r.get_ref().set_read_timeout(Some(Duration::from_secs(10)));
+    let hello: Hello = match ckpt_protocol::recv::<_, ToCoordinator>(&mut r) {
+        Ok(Some(ToCoordinator::Hello(h))) => h,
+        Ok(_) | Err(_) => {
+            let _ = send_to(
+                &mut out,
+                &ToClient::Refused {
+                    reason: "the first message must be a hello".into(),
+                },
+            );
+            return;
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        let reason = format!(
+            "protocol version {} is not supported (this coordinator speaks {PROTOCOL_VERSION})",
+            hello.version
+        );
+        sh.say(&format!("{peer}: refused: {reason}"));
+        send_to(&mut out, &ToClient::Refused { reason });
+        return;
+    }
+    if hello.secret != sh.secret {
+        let reason = "wrong secret: this computation's secret is in the coordinator's secret file \
+                      (CKPT_TMPDIR/secret-<port>) or CKPT_SECRET"
+            .to_string();
+        sh.say(&format!("{peer}: refused: wrong secret"));
+        send_to(&mut out, &ToClient::Refused { reason });
+        return;
+    }
+    let _ = r.get_ref().set_read_timeout(None);
+    let interval = sh.lock().interval;
+    if !send_to(&mut out, &ToClient::Welcome { interval }) {
+        return;
+    }
+    match hello.role {
+        Role::Command => command_client(sh, r, out),
+        Role::Worker(info) => worker(sh, r, out, info),
+    }
+}
+
+fn command_client(sh: &Shared, mut r: BufReader<TcpStream>, mut out: TcpStream) {
+    while let Ok(Some(msg)) = ckpt_protocol::recv::<_, ToCoordinator>(&mut r) {
+        let ToCoordinator::Command(cmd) = msg else {
+            send_to(
+                &mut out,
+                &ToClient::Reply(Reply::Error {
+                    message: "expected a command".into(),
+                }),
+            );
+            continue;
+        };
+        let quit = cmd == Command::Quit;
+        let reply = execute(sh, cmd);
+        send_to(&mut out, &ToClient::Reply(reply));
+        if quit {
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            sh.say("quit");
+            // Let the killed workers read their Kill before we go.
+            std::thread::sleep(Duration::from_millis(100));
+            sh.exit(0);
+        }
+    }
+}
+
+fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: WorkerInfo) {
+    let id = {
+        let mut st = sh.lock();
+        let id = st.next_id;
+        st.next_id += 1;
+        st.ever_connected = true;
+        // A restarted process continues its computation's generations.
+        st.generation = st.generation.max(info.restarted_from);
+        st.completed = st.completed.max(info.restarted_from);
+        sh.say(&format!(
+            "worker connected: {}[{}]@{} {}{}",
+            info.program,
+            info.vpid,
+            info.host,
+            info.unique_id,
+            if info.restarted_from > 0 {
+                format!(" (restarted from checkpoint {})", info.restarted_from)
+            } else {
+                String::new()
+            }
+        ));
+        st.workers.insert(
+            id,
+            Worker {
+                info: info.clone(),
+                out,
+            },
+        );
+        id
+    };
+    loop {
+        match ckpt_protocol::recv::<_, ToCoordinator>(&mut r) {
+            Ok(Some(ToCoordinator::Checkpointed {
+                generation,
+                path,
+                bytes,
+            })) => {
+                let mut st = sh.lock();
+                if let Some(p) = st.pending.as_mut().filter(|p| p.generation == generation) {
+                    if p.waiting.remove(&id) {
+                        p.images.push(ImageRec {
+                            host: info.host.clone(),
+                            program: info.program.clone(),
+                            pid: info.vpid,
+                            unique_id: info.unique_id.clone(),
+                            path,
+                            bytes,
+                        });
+                    }
+                }
+                maybe_complete(sh, &mut st);
+            }
+            Ok(Some(ToCoordinator::CheckpointFailed { generation, reason })) => {
+                let mut st = sh.lock();
+                if let Some(p) = st.pending.as_mut().filter(|p| p.generation == generation) {
+                    if p.waiting.remove(&id) {
+                        p.failures
+                            .push(format!("{}[{}]: {reason}", info.program, info.vpid));
+                    }
+                }
+                maybe_complete(sh, &mut st);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let mut st = sh.lock();
+    st.workers.remove(&id);
+    sh.say(&format!(
+        "worker disconnected: {}[{}]",
+        info.program, info.vpid
+    ));
+    let mut had_waiters = false;
+    if let Some(p) = st.pending.as_mut() {
+        if p.waiting.remove(&id) {
+            had_waiters = !p.waiters.is_empty();
+            p.failures.push(format!(
+                "{}[{}] disconnected during the checkpoint",
+                info.program, info.vpid
+            ));
+        }
+    }
+    maybe_complete(sh, &mut st);
+    if sh.opts.exit_on_last && st.ever_connected && st.workers.is_empty() {
+        drop(st);
+        if had_waiters {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        sh.say("last process left; exiting");
+        sh.exit(0);
+    }
+}
