@@ -197,12 +197,23 @@ impl Computation {
 
     /// Starts a coordinator (itself under `wrapper`) on port 0.
     pub fn with_wrapper(tag: &str, wrapper: Vec<String>) -> Computation {
+        Self::with_wrapper_prepared(tag, wrapper, |_| {})
+    }
+
+    /// Like [`with_wrapper`](Self::with_wrapper); `prepare` gets the
+    /// computation's directory before the coordinator starts (chown it).
+    pub fn with_wrapper_prepared(
+        tag: &str,
+        wrapper: Vec<String>,
+        prepare: impl FnOnce(&Path),
+    ) -> Computation {
         let dir = TempDir::new(tag);
         let tmpdir = dir.path().join("run");
         let ckpt_dir = dir.path().join("images");
         std::fs::create_dir_all(&ckpt_dir).unwrap();
         std::fs::create_dir_all(&tmpdir).unwrap();
         let _ = Command::new("chmod").arg("0700").arg(&tmpdir).status();
+        prepare(dir.path());
         let port_file = dir.path().join("port");
         let mut cmd = Self::wrapped(&wrapper, &ckpt());
         cmd.args([
@@ -509,6 +520,21 @@ impl Computation {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the coordinator to exit; returns its status code.
+    pub fn wait_coordinator_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.coord.try_wait() {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the coordinator did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

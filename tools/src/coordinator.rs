@@ -572,6 +572,10 @@ fn command_client(sh: &Shared, mut r: BufReader<TcpStream>, mut out: TcpStream) 
             continue;
         };
         let quit = cmd == Command::Quit;
+        if quit {
+            // Nobody new gets in while we go.
+            let _ = std::fs::remove_file(sh.secret_file());
+        }
         let reply = execute(sh, cmd);
         send_to(&mut out, &ToClient::Reply(reply));
         if quit {
