@@ -1,7 +1,12 @@
-//! `ckpt image inspect|validate|extract`: read images offline.
+//! `ckpt image inspect|validate|extract|diff|repack|core|check-host`:
+//! read, compare and rewrite images offline.
 
+pub mod check_host;
+pub mod core;
+pub mod diff;
 pub mod extract;
 pub mod inspect;
+pub mod repack;
 pub mod validate;
 
 use clap::{Args, Subcommand};
@@ -48,6 +53,57 @@ pub enum ImageCmd {
         #[arg(long)]
         all: Option<PathBuf>,
     },
+    /// Re-encode an image: other compression, chunk sizes, file storage.
+    /// Written to OUT.tmp, validated, then renamed to OUT. `-` reads the
+    /// input from stdin (held in memory: repack needs random access).
+    Repack {
+        /// Input image, or `-` for stdin.
+        input: PathBuf,
+        /// Output image.
+        output: PathBuf,
+        /// none, zstd or zstd:LEVEL (default: keep each chunk's encoding).
+        #[arg(long)]
+        compress: Option<repack::Compression>,
+        /// Largest chunk in pages: contiguous pages merged, longer chunks split.
+        #[arg(long)]
+        chunk_pages: Option<u32>,
+        /// Store the pages of by-reference files, read from this host.
+        #[arg(long, conflicts_with = "by_reference")]
+        embed_files: bool,
+        /// Drop stored pages of private file mappings equal to the file.
+        #[arg(long)]
+        by_reference: bool,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What differs between two images. Exit 0 identical, 1 different,
+    /// 2 on error. One of them may be `-` (stdin, held in memory).
+    Diff {
+        /// First image.
+        a: PathBuf,
+        /// Second image.
+        b: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Would this image restart on this host? Exit 0 yes, 1 no, 2 unreadable.
+    CheckHost {
+        /// The image file.
+        image: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an ELF core file gdb opens with the program binary.
+    Core {
+        /// The image file.
+        image: PathBuf,
+        /// The core file to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
 }
 
 /// Runs an image subcommand; returns the process exit status.
@@ -61,5 +117,25 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
             output,
             all,
         } => extract::run(&image, region.as_deref(), output.as_deref(), all.as_deref()),
+        ImageCmd::Repack {
+            input,
+            output,
+            compress,
+            chunk_pages,
+            embed_files,
+            by_reference,
+            json,
+        } => {
+            let opts = repack::RepackOptions {
+                compress,
+                chunk_pages,
+                embed_files,
+                by_reference,
+            };
+            repack::run(&input, &output, &opts, json)
+        }
+        ImageCmd::Diff { a, b, json } => Ok(diff::run(&a, &b, json)),
+        ImageCmd::CheckHost { image, json } => Ok(check_host::run(&image, json)),
+        ImageCmd::Core { image, output } => self::core::run(&image, &output),
     }
 }
