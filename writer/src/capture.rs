@@ -333,8 +333,30 @@ pub fn timers() -> Timers {
     }
 }
 
-/// Open fds, minus the writer's own.
-pub fn fds(exclude: &[i32]) -> Vec<FdEntry> {
+/// Largest file whose contents an image stores (`--ckpt-open-files`, or
+/// an unlinked file); bigger ones are recorded without contents.
+pub const MAX_FILE_CONTENTS: u64 = 64 << 20;
+
+/// The bytes of the file open as `fd` (a fresh open of the magic link:
+/// the program's offset is not touched; works for unlinked files).
+fn file_contents(fd: i32, size: u64) -> Option<Vec<u8>> {
+    if size > MAX_FILE_CONTENTS {
+        crate::log!("fd {fd}: {size} bytes, more than {MAX_FILE_CONTENTS}: contents not stored");
+        return None;
+    }
+    match std::fs::read(format!("/proc/self/fd/{fd}")) {
+        Ok(b) if b.len() as u64 <= MAX_FILE_CONTENTS => Some(b),
+        Ok(_) => None,
+        Err(e) => {
+            crate::log!("fd {fd}: contents not stored: {e}");
+            None
+        }
+    }
+}
+
+/// Open fds, minus the writer's own. `open_files`: store the contents of
+/// every regular file (unlinked ones always).
+pub fn fds(exclude: &[i32], open_files: bool) -> Vec<FdEntry> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
         return out;
@@ -417,7 +439,11 @@ pub fn fds(exclude: &[i32]) -> Vec<FdEntry> {
                 },
                 offset: pos,
                 deleted,
-                contents: None,
+                contents: if deleted || open_files {
+                    file_contents(n, m.map_or(0, |m| m.size()))
+                } else {
+                    None
+                },
             }
         } else if mode == libc::S_IFIFO {
             FdKind::Fifo {

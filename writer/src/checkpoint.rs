@@ -40,21 +40,62 @@ fn list_tasks() -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// A thread that exited (or a leader that called pthread_exit: a zombie
+/// while the other threads run) never runs the handler.
+fn task_gone(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
+        return true;
+    };
+    let state = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|p| stat.get(p + 2).copied());
+    matches!(state, None | Some(b'Z') | Some(b'X'))
+}
+
+/// Why a thread did not stop, for the failure message.
+fn describe_stuck(tid: i32, signo: i32) -> String {
+    let status =
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let blocked = u64::from_str_radix(&field("SigBlk:"), 16).unwrap_or(0) >> (signo - 1) & 1 == 1;
+    let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
+    format!(
+        "thread {tid} ({}) state {} in {wchan}{}",
+        field("Name:"),
+        field("State:"),
+        if blocked {
+            ", checkpoint signal blocked (a raw rt_sigprocmask or a mask the writer does not interpose)"
+        } else {
+            ""
+        }
+    )
+}
+
 /// Signals every user thread and waits until all saved their state.
+/// Threads that exit before they stop are forgotten; new threads are
+/// signalled until a scan finds none.
 fn suspend_all(signo: i32) -> std::result::Result<(), String> {
     let pid = sys::getpid();
-    let base = 1 + compress::NWORKERS.load(Ordering::Acquire) as u32;
-    for i in base as usize..MAX_THREADS {
-        // SAFETY: slot index in range; only the tid atomic is touched.
-        unsafe { (*slot(i)).tid.store(0, Ordering::Release) };
+    let base = 1 + compress::NWORKERS.load(Ordering::Acquire);
+    for i in base..MAX_THREADS {
+        // SAFETY: slot index in range; only atomics are touched.
+        unsafe {
+            (*slot(i)).tid.store(0, Ordering::Release);
+            (*slot(i)).done.store(0, Ordering::Release);
+        }
     }
-    NSLOTS.store(base, Ordering::Release);
+    NSLOTS.store(base as u32, Ordering::Release);
     SUSPENDED.store(0, Ordering::Release);
     ARRIVED.store(0, Ordering::Release);
     // even -> odd: handlers hold their threads until the next increment.
     RELEASE_GEN.fetch_add(1, Ordering::AcqRel);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut signalled = 0u32;
     loop {
         let mut new = 0;
         for tid in list_tasks() {
@@ -73,7 +114,6 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
             unsafe { (*slot(n)).tid.store(tid, Ordering::Release) };
             NSLOTS.store(n as u32 + 1, Ordering::Release);
             if sys::tgkill(pid, tid, signo) == 0 {
-                signalled += 1;
                 new += 1;
             } else {
                 // SAFETY: as above.
@@ -81,16 +121,44 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
             }
         }
         loop {
-            let s = SUSPENDED.load(Ordering::Acquire);
-            if s >= signalled {
+            let seen = SUSPENDED.load(Ordering::Acquire);
+            let n = NSLOTS.load(Ordering::Acquire) as usize;
+            // SAFETY: reading atomics of slots in range.
+            let waiting: Vec<(usize, i32)> = (base..n)
+                .map(|i| unsafe {
+                    let s = &*slot(i);
+                    (
+                        i,
+                        s.tid.load(Ordering::Acquire),
+                        s.done.load(Ordering::Acquire),
+                    )
+                })
+                .filter(|&(_, tid, done)| tid > 0 && done == 0)
+                .map(|(i, tid, _)| (i, tid))
+                .collect();
+            if waiting.is_empty() {
                 break;
             }
             if std::time::Instant::now() > deadline {
+                let who: Vec<String> = waiting
+                    .iter()
+                    .map(|&(_, tid)| describe_stuck(tid, signo))
+                    .collect();
                 return Err(format!(
-                    "only {s} of {signalled} threads suspended within 5 s"
+                    "{} thread(s) did not stop within 5 s: {}",
+                    who.len(),
+                    who.join("; ")
                 ));
             }
-            sys::futex_wait(&SUSPENDED, s, 50);
+            sys::futex_wait(&SUSPENDED, seen, 20);
+            for (i, tid) in waiting {
+                // SAFETY: as above.
+                let done = unsafe { (*slot(i)).done.load(Ordering::Acquire) } != 0;
+                if !done && task_gone(tid) {
+                    // SAFETY: as above; the thread is gone, its slot is dropped.
+                    unsafe { (*slot(i)).tid.store(-1, Ordering::Release) };
+                }
+            }
         }
         if new == 0 {
             return Ok(());
@@ -321,7 +389,7 @@ fn write_image(
 
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
     exclude.extend(config::own_fds());
-    let fds = capture::fds(&exclude);
+    let fds = capture::fds(&exclude, req.open_files || cfg.open_files);
     let threads = thread_records(pid);
     let regions = capture::plan_regions(alloc::scratch_range(), MAX_CHUNK);
     let vdso = regions

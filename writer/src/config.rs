@@ -1,8 +1,8 @@
 //! Settings from the environment (read once in the constructor), the
 //! restart hand-off block, and the writer's own fds.
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use ckpt_format::abi::{get_cstr, RestartInfo};
 
@@ -19,12 +19,44 @@ pub struct Config {
     pub unique_id: String,
     pub computation_id: [u8; 16],
     pub no_compress: bool,
+    /// `CKPT_OPEN_FILES=1`: store open regular files' contents.
+    pub open_files: bool,
     pub level: i32,
 }
 
-static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+/// The settings behind a spinlock that fork_prepare also takes (a
+/// `std::sync::Mutex` held by a writer thread at fork would stay locked
+/// forever in the child).
+struct Shared {
+    lock: AtomicBool,
+    cfg: UnsafeCell<Option<Config>>,
+}
+// SAFETY: `cfg` is only touched while `lock` is held.
+unsafe impl Sync for Shared {}
+
+static CONFIG: Shared = Shared {
+    lock: AtomicBool::new(false),
+    cfg: UnsafeCell::new(None),
+};
+
+pub fn lock() {
+    while CONFIG
+        .lock
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::hint::spin_loop();
+    }
+}
+
+pub fn unlock() {
+    CONFIG.lock.store(false, Ordering::Release);
+}
 /// The coordinator socket (-1 = none).
 pub static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
+/// After a restart: the old socket's fd number, held with /dev/null until
+/// the new connection is moved onto it (-1 = none).
+pub static RESERVED_SOCK_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// The hand-off block lives in its own anonymous mapping (made in the
 /// constructor): the restorer stages anonymous memory, so it can read the
@@ -60,20 +92,26 @@ pub fn restart_info() -> RestartInfo {
 }
 
 pub fn get() -> Config {
-    CONFIG
-        .lock()
-        .map(|c| c.clone().unwrap_or_default())
-        .unwrap_or_default()
+    lock();
+    // SAFETY: under the lock.
+    let c = unsafe { (*CONFIG.cfg.get()).clone() };
+    unlock();
+    c.unwrap_or_default()
 }
 
 fn set(c: Config) {
-    if let Ok(mut g) = CONFIG.lock() {
-        *g = Some(c);
-    }
+    lock();
+    // SAFETY: under the lock; the old value is dropped here (our allocator).
+    let old = unsafe { (*CONFIG.cfg.get()).replace(c) };
+    unlock();
+    drop(old);
 }
 
 pub fn own_fds() -> Vec<i32> {
-    vec![SOCK_FD.load(Ordering::Relaxed)]
+    vec![
+        SOCK_FD.load(Ordering::Relaxed),
+        RESERVED_SOCK_FD.load(Ordering::Relaxed),
+    ]
 }
 
 fn env(k: &str) -> Option<String> {
@@ -124,6 +162,22 @@ pub fn open_log(tmpdir: &str, prog: &str) {
     }
 }
 
+/// `CKPT_SECRET`, else the contents of `CKPT_SECRET_FILE`, else the
+/// coordinator's own secret file `$CKPT_TMPDIR/secret-<port>` (what
+/// `ckpt coordinator` writes), else none.
+fn secret_from_env(tmpdir: &str, port: u16) -> String {
+    let from_file = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    env("CKPT_SECRET")
+        .or_else(|| env("CKPT_SECRET_FILE").and_then(|p| from_file(&p)))
+        .or_else(|| from_file(&format!("{tmpdir}/secret-{port}")))
+        .unwrap_or_default()
+}
+
 /// Reads the environment (constructor).
 pub fn init_from_env() -> Config {
     let user = env("USER").unwrap_or_else(|| {
@@ -152,18 +206,20 @@ pub fn init_from_env() -> Config {
             out[8..12].copy_from_slice(&(sys::getpid() as u32).to_le_bytes());
             out
         });
+    let port = env("CKPT_COORD_PORT")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(ckpt_protocol::DEFAULT_PORT);
     let c = Config {
         host: env("CKPT_COORD_HOST").unwrap_or_else(|| "127.0.0.1".into()),
-        port: env("CKPT_COORD_PORT")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(ckpt_protocol::DEFAULT_PORT),
-        secret: env("CKPT_SECRET").unwrap_or_default(),
+        port,
+        secret: secret_from_env(&tmpdir, port),
         dir,
         tmpdir,
         prog: prog_name(),
         unique_id: env("CKPT_UNIQUE_ID").unwrap_or_else(new_unique_id),
         computation_id,
         no_compress: env("CKPT_NO_COMPRESS").is_some_and(|v| v == "1"),
+        open_files: env("CKPT_OPEN_FILES").is_some_and(|v| v == "1"),
         level: env("CKPT_ZSTD_LEVEL")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1),
@@ -183,10 +239,12 @@ pub fn after_fork() {
         // SAFETY: closing the parent's log fd copy we own.
         unsafe { libc::close(old) };
     }
-    let s = SOCK_FD.swap(-1, Ordering::SeqCst);
-    if s >= 0 {
-        // SAFETY: the parent's coordinator connection must not be shared.
-        unsafe { libc::close(s) };
+    for fd in [&SOCK_FD, &RESERVED_SOCK_FD] {
+        let s = fd.swap(-1, Ordering::SeqCst);
+        if s >= 0 {
+            // SAFETY: the parent's coordinator connection must not be shared.
+            unsafe { libc::close(s) };
+        }
     }
     open_log(&c.tmpdir, &c.prog);
     set(c);
@@ -211,7 +269,18 @@ pub fn apply_restart(ri: &RestartInfo) {
     if !get_cstr(&ri.tmpdir).is_empty() {
         c.tmpdir = s(&ri.tmpdir);
     }
-    SOCK_FD.store(-1, Ordering::SeqCst);
+    // The image's socket and log fds were left out of it: keep their
+    // numbers (the fd table then looks as it did before the checkpoint).
+    let old_sock = SOCK_FD.swap(-1, Ordering::SeqCst);
+    if sys::reserve_fd(old_sock) {
+        RESERVED_SOCK_FD.store(old_sock, Ordering::SeqCst);
+    }
+    let old_log = sys::LOG_FD.swap(-1, Ordering::SeqCst);
+    let reserved_log = sys::reserve_fd(old_log);
     open_log(&c.tmpdir, &c.prog);
+    if reserved_log {
+        let new = sys::LOG_FD.load(Ordering::SeqCst);
+        sys::LOG_FD.store(sys::move_fd(new, old_log), Ordering::SeqCst);
+    }
     set(c);
 }

@@ -120,6 +120,10 @@ fn start_threads() {
 
 /// Called in the child after fork (pthread_atfork).
 pub fn child_after_fork() {
+    // The parent may have been between checkpoint phases at the fork.
+    alloc::SCRATCH_MODE.store(false, Ordering::SeqCst);
+    alloc::reset_scratch();
+    suspend::reset_after_fork();
     config::after_fork();
     RESTORED_FROM.store(0, Ordering::SeqCst);
     log!("forked child: new identity");
@@ -133,6 +137,7 @@ fn ckpt_thread() {
         let cfg = config::get();
         match connect(&cfg) {
             Ok(s) => {
+                let s = keep_old_number(s);
                 failing = false;
                 let restarted = serve(&s, &cfg);
                 if restarted {
@@ -154,6 +159,18 @@ fn ckpt_thread() {
         }
         sys::sleep_ms(1000);
     }
+}
+
+/// After a restart, the new connection takes the old one's fd number.
+fn keep_old_number(s: TcpStream) -> TcpStream {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let want = config::RESERVED_SOCK_FD.swap(-1, Ordering::SeqCst);
+    if want < 0 {
+        return s;
+    }
+    let fd = sys::move_fd(s.into_raw_fd(), want);
+    // SAFETY: fd is the connected socket we own (moved or unchanged).
+    unsafe { TcpStream::from_raw_fd(fd) }
 }
 
 fn connect(cfg: &config::Config) -> std::io::Result<TcpStream> {

@@ -13,6 +13,8 @@ pub const XSAVE_MAX: usize = 16384;
 #[repr(C)]
 pub struct Slot {
     pub tid: AtomicI32,
+    /// Set by the handler once the slot is complete (this checkpoint).
+    pub done: AtomicU32,
     /// gregs in ucontext order (23 words).
     pub gregs: [u64; 23],
     pub fs_base: u64,
@@ -34,6 +36,7 @@ unsafe impl Sync for Slots {}
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: Slot = Slot {
     tid: AtomicI32::new(0),
+    done: AtomicU32::new(0),
     gregs: [0; 23],
     fs_base: 0,
     xsave: [0; XSAVE_MAX],
@@ -128,6 +131,8 @@ pub extern "C" fn handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut libc:
     // SAFETY: resume points into our slot.
     let restarted = unsafe { ckpt_save_context(std::ptr::addr_of_mut!((*s).resume)) };
     if restarted == 0 {
+        // SAFETY: our slot; the atomic publishes everything written above.
+        unsafe { (*s).done.store(1, Ordering::Release) };
         SUSPENDED.fetch_add(1, Ordering::AcqRel);
         sys::futex_wake(&SUSPENDED);
     } else {
@@ -161,6 +166,15 @@ pub fn prepare_self(i: usize) {
 pub fn resume_ptr(i: usize) -> *mut RawResume {
     // SAFETY: projecting a field pointer, no reference formed.
     unsafe { std::ptr::addr_of_mut!((*slot(i)).resume) }
+}
+
+/// A forked child starts with no checkpoint in progress.
+pub fn reset_after_fork() {
+    let g = RELEASE_GEN.load(Ordering::Acquire);
+    RELEASE_GEN.store(g + (g & 1), Ordering::Release);
+    SUSPENDED.store(0, Ordering::Release);
+    ARRIVED.store(0, Ordering::Release);
+    NSLOTS.store(0, Ordering::Release);
 }
 
 pub fn release_all() {

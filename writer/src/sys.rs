@@ -234,3 +234,39 @@ pub fn madvise_dontneed(addr: u64, len: u64) {
     // SAFETY: the range is our scratch arena; its contents are discarded on purpose.
     unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, libc::MADV_DONTNEED) };
 }
+
+/// True if `fd` is not open in this process.
+pub fn fd_is_free(fd: i32) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+}
+
+/// Moves `from` to the number `to` (close-on-exec), closing `from`.
+/// Returns the fd that is valid afterwards.
+pub fn move_fd(from: i32, to: i32) -> i32 {
+    if from == to || to < 0 {
+        return from;
+    }
+    // SAFETY: both are our own descriptors (`to` free or our placeholder).
+    unsafe {
+        if libc::dup3(from, to, libc::O_CLOEXEC) == to {
+            libc::close(from);
+            return to;
+        }
+    }
+    from
+}
+
+/// Holds the number `fd` with /dev/null until `move_fd` replaces it, so
+/// the program's next open() cannot take it. False if `fd` is in use.
+pub fn reserve_fd(fd: i32) -> bool {
+    if !fd_is_free(fd) {
+        return false;
+    }
+    // SAFETY: opening /dev/null; the path is NUL-terminated.
+    let n = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if n < 0 {
+        return false;
+    }
+    move_fd(n, fd) == fd
+}
