@@ -516,3 +516,79 @@ fn forked_child_gets_its_own_writer_and_kill_exits_75() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Waits (bounded) until `n` "progress" lines in a row say "ok" (a
+/// checkpoint may hold the threads across one check).
+fn wait_progress(rx: &Receiver<String>, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ok = 0;
+    while ok < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l == "progress ok" => ok += 1,
+            Ok(l) if l.starts_with("progress") => ok = 0,
+            Ok(_) => {}
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+#[test]
+fn threads_in_malloc_stdio_sigsuspend_or_blocking_every_signal_are_checkpointed() {
+    let lib = build_writer();
+    let dir = tmp("stress");
+    let logs = dir.join("logs");
+    let exe = compile_prog(&dir, "stress");
+    let stop = dir.join("stop");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Kill(
+        Command::new(&exe)
+            .arg(&stop)
+            .env("LD_PRELOAD", &lib)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_DIR", &dir)
+            .env("CKPT_TMPDIR", &logs)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = lines_of(child.0.stdout.take().unwrap());
+    wait_progress(&out, 1, "the threads to start");
+    let mut conn = accept_worker(&listener, &logs);
+    let mut path = String::new();
+    for generation in 1..=4 {
+        path = conn.checkpoint_with(generation, &dir, &logs, generation % 2 == 1);
+        wait_progress(&out, 2, "every thread running after the checkpoint");
+    }
+    drop(child);
+
+    let img = MappedImage::open(&path).expect("open image");
+    assert!(img.validate().problems.is_empty());
+    let threads = img.threads();
+    let user: Vec<_> = threads
+        .iter()
+        .filter(|t| t.flags.0 & ThreadFlags::CHECKPOINT_THREAD == 0 && t.name != "ckpt-worker")
+        .collect();
+    assert_eq!(user.len(), 7, "main and six threads");
+    // The thread that blocked every signal: all blocked but the checkpoint
+    // signal (62 = bit 61), recorded as the interrupted context's mask.
+    assert!(
+        user.iter()
+            .any(|t| t.sigmask.count_ones() > 50 && t.sigmask & (1 << 61) == 0),
+        "masks: {:x?}",
+        user.iter().map(|t| t.sigmask).collect::<Vec<_>>()
+    );
+    assert!(user.iter().all(|t| t.sigmask & (1 << 61) == 0));
+    // The program's signal(SIGRTMAX-2, SIG_IGN) did not replace our handler.
+    assert!(img.signals().unwrap().actions[61].handler > 1);
+
+    // Restored, every thread (but the pipe reader: pipes are not restored
+    // yet) makes progress again.
+    let (rchild, rout, _) = restore(&path, port, &logs);
+    wait_progress(&rout, 2, "every thread running after the restore");
+    stop_restored(rchild, &stop);
+    if std::env::var_os("CKPT_TEST_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
