@@ -45,7 +45,18 @@ impl MappedImage {
         // file, which the kernel reports as SIGBUS, as for any mmap reader.
         let map =
             unsafe { memmap2::Mmap::map(&f) }.map_err(|source| Error::Io { offset: 0, source })?;
-        Self::parse(Bytes::Map(map))
+        // Open touches a few hundred scattered bytes (record headers, the
+        // index); with normal fault readahead (read_ahead_kb, often MiBs)
+        // each of those faults would pull in the page data around it, and
+        // opening a 1 GiB image would read most of it. Page data read
+        // later gets normal readahead back. Advice is a hint: errors are
+        // ignored.
+        let _ = map.advise(memmap2::Advice::Random);
+        let img = Self::parse(Bytes::Map(map))?;
+        if let Bytes::Map(m) = &img.bytes {
+            let _ = m.advise(memmap2::Advice::Normal);
+        }
+        Ok(img)
     }
 
     /// Opens an image the caller has mapped.
