@@ -1,4 +1,506 @@
-//! placeholder
-pub fn run(_a: &std::path::Path, _b: &std::path::Path, _j: bool) -> i32 {
-    2
+//! `ckpt image diff A B`: what changed between two images — header,
+//! process, threads, fds, the memory map, and, region by region (matched
+//! by start address), the pages changed, added and removed. Pages are
+//! compared by decoding both images chunk by chunk, at most one chunk of
+//! each image in memory; a page an image does not store reads as zero.
+//! Exit status as diff(1): 0 identical, 1 different, 2 trouble.
+
+use super::inspect::{perms, utc};
+use super::repack::{open_image, Progress};
+use anyhow::Context;
+use ckpt_format::{ChunkRef, FdEntry, MappedImage, Region};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+/// One field that differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// Field name (`generation`, `host.kernel_release`, `cwd`, `rip`).
+    pub field: String,
+    /// Value in A.
+    pub a: String,
+    /// Value in B.
+    pub b: String,
+}
+
+/// A thread in both images whose state differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ThreadChange {
+    /// Thread id.
+    pub tid: i32,
+    /// Fields that differ (registers by name; `xsave` when the FP state does).
+    pub fields: Vec<FieldChange>,
+}
+
+/// A region present in both images (same start) whose description differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RegionChange {
+    /// Start address.
+    pub start: u64,
+    /// Fields that differ (`end`, `prot`, `kind`, `name`, `backing`, ...).
+    pub fields: Vec<FieldChange>,
+}
+
+/// Page differences of a region present in both images.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PageDiff {
+    /// Start address of the region.
+    pub start: u64,
+    /// Region name.
+    pub name: String,
+    /// Pages stored in both with different bytes.
+    pub changed_pages: u64,
+    /// Bytes that differ in those pages.
+    pub changed_bytes: u64,
+    /// Pages only B has (non-zero; A reads as zero there).
+    pub added_pages: u64,
+    /// Pages only A has (non-zero; B reads as zero there).
+    pub removed_pages: u64,
+    /// Address of the first differing page.
+    pub first: u64,
+}
+
+/// A region only one image has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RegionRef {
+    /// Start address.
+    pub start: u64,
+    /// End address.
+    pub end: u64,
+    /// `rwxp`.
+    pub perms: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Everything that differs between two images.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImageDiff {
+    /// HEADER fields.
+    pub header: Vec<FieldChange>,
+    /// PROCESS fields.
+    pub process: Vec<FieldChange>,
+    /// Tids only in B.
+    pub threads_added: Vec<i32>,
+    /// Tids only in A.
+    pub threads_removed: Vec<i32>,
+    /// Threads in both that differ.
+    pub threads_changed: Vec<ThreadChange>,
+    /// Fds only in B.
+    pub fds_added: Vec<i32>,
+    /// Fds only in A.
+    pub fds_removed: Vec<i32>,
+    /// Fds in both that differ.
+    pub fds_changed: Vec<i32>,
+    /// Regions only in B.
+    pub regions_added: Vec<RegionRef>,
+    /// Regions only in A.
+    pub regions_removed: Vec<RegionRef>,
+    /// Regions in both whose description differs.
+    pub regions_changed: Vec<RegionChange>,
+    /// Regions in both whose memory differs.
+    pub pages: Vec<PageDiff>,
+}
+
+impl ImageDiff {
+    /// True when nothing differs.
+    pub fn is_identical(&self) -> bool {
+        *self == ImageDiff::default()
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(u) if u > 0xffff => format!("{u:#x}"),
+            _ => n.to_string(),
+        },
+        Value::String(s) => s.clone(),
+        // Byte strings (paths, arguments) serialise as arrays of numbers.
+        Value::Array(a)
+            if !a.is_empty() && a.iter().all(|x| x.as_u64().is_some_and(|n| n < 256)) =>
+        {
+            let b: Vec<u8> = a.iter().map(|x| x.as_u64().unwrap_or(0) as u8).collect();
+            format!("{:?}", String::from_utf8_lossy(&b))
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// The top-level fields of two serialisable values that differ
+/// (`prefix.field`), skipping those in `skip`.
+fn fields<T: Serialize>(prefix: &str, a: &T, b: &T, skip: &[&str]) -> Vec<FieldChange> {
+    let (va, vb) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let (Some(ma), Some(mb)) = (va.as_object(), vb.as_object()) else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    for (k, x) in ma {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let y = mb.get(k).unwrap_or(&Value::Null);
+        if x != y {
+            v.push(FieldChange {
+                field: format!("{prefix}{k}"),
+                a: show(x),
+                b: show(y),
+            });
+        }
+    }
+    v
+}
+
+fn region_ref(r: &Region) -> RegionRef {
+    RegionRef {
+        start: r.start.0,
+        end: r.end.0,
+        perms: perms(r),
+        name: String::from_utf8_lossy(&r.name).into_owned(),
+    }
+}
+
+/// The pages one image stores for one region, decoded one chunk at a time.
+struct RegionReader<'a> {
+    img: &'a MappedImage,
+    chunks: Vec<&'a ChunkRef>,
+    cur: usize,
+    loaded: Option<usize>,
+    buf: Vec<u8>,
+}
+
+impl<'a> RegionReader<'a> {
+    fn new(img: &'a MappedImage, region: usize) -> Self {
+        let mut chunks: Vec<&ChunkRef> = img
+            .chunks()
+            .iter()
+            .filter(|c| c.meta.region as usize == region)
+            .collect();
+        chunks.sort_by_key(|c| c.meta.addr);
+        RegionReader {
+            img,
+            chunks,
+            cur: 0,
+            loaded: None,
+            buf: Vec::new(),
+        }
+    }
+
+    fn addrs(&self) -> impl Iterator<Item = u64> + '_ {
+        let ps = self.img.page_size();
+        self.chunks
+            .iter()
+            .flat_map(move |c| (0..c.meta.pages as u64).map(move |k| c.meta.addr.0 + k * ps))
+    }
+
+    /// The page at `addr` when stored. Calls come in ascending order.
+    fn page(&mut self, addr: u64) -> anyhow::Result<Option<&[u8]>> {
+        let ps = self.img.page_size();
+        let end = |c: &ChunkRef| c.meta.addr.0 + c.meta.pages as u64 * ps;
+        while self.cur < self.chunks.len() && end(self.chunks[self.cur]) <= addr {
+            self.cur += 1;
+        }
+        let i = self.cur;
+        if i == self.chunks.len() || self.chunks[i].meta.addr.0 > addr {
+            return Ok(None);
+        }
+        if self.loaded != Some(i) {
+            let c = self.chunks[i];
+            self.buf.resize((c.meta.pages as u64 * ps) as usize, 0);
+            self.img
+                .read_chunk(c, &mut self.buf)
+                .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
+            self.loaded = Some(i);
+        }
+        let off = (addr - self.chunks[i].meta.addr.0) as usize;
+        Ok(Some(&self.buf[off..off + ps as usize]))
+    }
+}
+
+fn pages(
+    a: &MappedImage,
+    ia: usize,
+    b: &MappedImage,
+    ib: usize,
+    progress: &mut Progress,
+) -> anyhow::Result<PageDiff> {
+    let r = &a.regions()[ia];
+    let mut d = PageDiff {
+        start: r.start.0,
+        name: String::from_utf8_lossy(&r.name).into_owned(),
+        ..Default::default()
+    };
+    let (mut ra, mut rb) = (RegionReader::new(a, ia), RegionReader::new(b, ib));
+    let mut addrs: Vec<u64> = ra.addrs().chain(rb.addrs()).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    let zero = |p: &[u8]| p.iter().all(|&x| x == 0);
+    for addr in addrs {
+        progress.add(a.page_size());
+        let pa = ra.page(addr)?.map(<[u8]>::to_vec);
+        let pb = rb.page(addr)?;
+        let differs = match (pa.as_deref(), pb) {
+            (Some(x), Some(y)) if x != y => {
+                d.changed_pages += 1;
+                d.changed_bytes += x.iter().zip(y).filter(|(p, q)| p != q).count() as u64;
+                true
+            }
+            (None, Some(y)) if !zero(y) => {
+                d.added_pages += 1;
+                true
+            }
+            (Some(x), None) if !zero(x) => {
+                d.removed_pages += 1;
+                true
+            }
+            _ => false,
+        };
+        if differs && d.first == 0 {
+            d.first = addr;
+        }
+    }
+    Ok(d)
+}
+
+fn fd_map(fds: &[FdEntry]) -> BTreeMap<i32, &FdEntry> {
+    fds.iter().map(|f| (f.fd.0, f)).collect()
+}
+
+/// Compares two images.
+pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
+    let mut d = ImageDiff {
+        header: fields("", a.header(), b.header(), &["host", "created_ns"]),
+        ..Default::default()
+    };
+    let (ha, hb) = (a.header(), b.header());
+    if ha.created_ns != hb.created_ns {
+        d.header.insert(
+            0,
+            FieldChange {
+                field: "created".into(),
+                a: utc(ha.created_ns),
+                b: utc(hb.created_ns),
+            },
+        );
+    }
+    d.header.extend(fields("host.", &ha.host, &hb.host, &[]));
+    d.process = fields("", a.process(), b.process(), &[]);
+
+    let ta: BTreeMap<i32, _> = a.threads().iter().map(|t| (t.tid.0, t)).collect();
+    let tb: BTreeMap<i32, _> = b.threads().iter().map(|t| (t.tid.0, t)).collect();
+    d.threads_added = tb.keys().filter(|k| !ta.contains_key(k)).copied().collect();
+    d.threads_removed = ta.keys().filter(|k| !tb.contains_key(k)).copied().collect();
+    for (tid, x) in &ta {
+        if let Some(y) = tb.get(tid) {
+            let mut f = fields("", &x.regs, &y.regs, &[]);
+            f.extend(fields("", *x, *y, &["regs", "xsave", "tid"]));
+            if x.xsave != y.xsave {
+                f.push(FieldChange {
+                    field: "xsave".into(),
+                    a: format!("{} bytes", x.xsave.len()),
+                    b: format!("{} bytes", y.xsave.len()),
+                });
+            }
+            if !f.is_empty() {
+                d.threads_changed.push(ThreadChange {
+                    tid: *tid,
+                    fields: f,
+                });
+            }
+        }
+    }
+
+    let (fa, fb) = (fd_map(a.fds()), fd_map(b.fds()));
+    d.fds_added = fb.keys().filter(|k| !fa.contains_key(k)).copied().collect();
+    d.fds_removed = fa.keys().filter(|k| !fb.contains_key(k)).copied().collect();
+    d.fds_changed = fa
+        .iter()
+        .filter(|(k, x)| fb.get(k).is_some_and(|y| y != *x))
+        .map(|(k, _)| *k)
+        .collect();
+
+    let by_start = |img: &MappedImage| -> BTreeMap<u64, usize> {
+        img.regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.start.0, i))
+            .collect()
+    };
+    let (sa, sb) = (by_start(a), by_start(b));
+    let total: u64 = a
+        .chunks()
+        .iter()
+        .chain(b.chunks())
+        .map(|c| c.meta.pages as u64 * a.page_size())
+        .sum();
+    let mut progress = Progress::new("diff", total);
+    for (start, &ia) in &sa {
+        let ra = &a.regions()[ia];
+        let Some(&ib) = sb.get(start) else {
+            d.regions_removed.push(region_ref(ra));
+            continue;
+        };
+        let rb = &b.regions()[ib];
+        let mut f = fields("", ra, rb, &["start", "prot", "shared"]);
+        if perms(ra) != perms(rb) {
+            f.insert(
+                0,
+                FieldChange {
+                    field: "prot".into(),
+                    a: perms(ra),
+                    b: perms(rb),
+                },
+            );
+        }
+        if !f.is_empty() {
+            d.regions_changed.push(RegionChange {
+                start: *start,
+                fields: f,
+            });
+        }
+        let p = pages(a, ia, b, ib, &mut progress)?;
+        if p.changed_pages + p.added_pages + p.removed_pages > 0 {
+            d.pages.push(p);
+        }
+    }
+    for (start, &ib) in &sb {
+        if !sa.contains_key(start) {
+            d.regions_added.push(region_ref(&b.regions()[ib]));
+        }
+    }
+    Ok(d)
+}
+
+/// The differences for people.
+pub fn render(d: &ImageDiff, a: &str, b: &str) -> String {
+    let mut s = format!("--- {a}\n+++ {b}\n");
+    if d.is_identical() {
+        s.push_str("identical\n");
+        return s;
+    }
+    let changes = |s: &mut String, title: &str, v: &[FieldChange]| {
+        if !v.is_empty() {
+            let _ = writeln!(s, "{title}:");
+            for c in v {
+                let _ = writeln!(s, "  {}: {} -> {}", c.field, c.a, c.b);
+            }
+        }
+    };
+    changes(&mut s, "header", &d.header);
+    changes(&mut s, "process", &d.process);
+    if !(d.threads_added.is_empty() && d.threads_removed.is_empty() && d.threads_changed.is_empty())
+    {
+        s.push_str("threads:\n");
+        for t in &d.threads_added {
+            let _ = writeln!(s, "  + tid {t}");
+        }
+        for t in &d.threads_removed {
+            let _ = writeln!(s, "  - tid {t}");
+        }
+        for t in &d.threads_changed {
+            let f: Vec<String> = t
+                .fields
+                .iter()
+                .map(|c| format!("{} {} -> {}", c.field, c.a, c.b))
+                .collect();
+            let _ = writeln!(s, "  ~ tid {}: {}", t.tid, f.join(", "));
+        }
+    }
+    if !(d.fds_added.is_empty() && d.fds_removed.is_empty() && d.fds_changed.is_empty()) {
+        s.push_str("fds:\n");
+        for f in &d.fds_added {
+            let _ = writeln!(s, "  + fd {f}");
+        }
+        for f in &d.fds_removed {
+            let _ = writeln!(s, "  - fd {f}");
+        }
+        for f in &d.fds_changed {
+            let _ = writeln!(s, "  ~ fd {f}");
+        }
+    }
+    if !(d.regions_added.is_empty() && d.regions_removed.is_empty() && d.regions_changed.is_empty())
+    {
+        s.push_str("regions:\n");
+        for (sign, v) in [("+", &d.regions_added), ("-", &d.regions_removed)] {
+            for r in v {
+                let line = format!(
+                    "  {sign} {:#x}-{:#x} {} {}",
+                    r.start, r.end, r.perms, r.name
+                );
+                let _ = writeln!(s, "{}", line.trim_end());
+            }
+        }
+        for r in &d.regions_changed {
+            let f: Vec<String> = r
+                .fields
+                .iter()
+                .map(|c| format!("{} {} -> {}", c.field, c.a, c.b))
+                .collect();
+            let _ = writeln!(s, "  ~ {:#x}: {}", r.start, f.join(", "));
+        }
+    }
+    if !d.pages.is_empty() {
+        s.push_str("pages:\n");
+        for p in &d.pages {
+            let _ = writeln!(
+                s,
+                "  {:#x} {}: {} changed ({} bytes), {} added, {} removed; first at {:#x}",
+                p.start,
+                p.name,
+                p.changed_pages,
+                p.changed_bytes,
+                p.added_pages,
+                p.removed_pages,
+                p.first
+            );
+        }
+    }
+    s
+}
+
+/// The differences as JSON (schema `ckpt-diff/1`, spec/tools-json.md).
+pub fn to_json(d: &ImageDiff, a: &str, b: &str) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    v["schema"] = json!("ckpt-diff/1");
+    v["a"] = json!(a);
+    v["b"] = json!(b);
+    v["identical"] = json!(d.is_identical());
+    v
+}
+
+/// Opens both images and compares them; exit status as diff(1).
+pub fn run(a: &Path, b: &Path, as_json: bool) -> i32 {
+    if a.as_os_str() == "-" && b.as_os_str() == "-" {
+        eprintln!("ckpt image diff: only one of the images can be `-`");
+        return 2;
+    }
+    let result = (|| -> anyhow::Result<(ImageDiff, String, String)> {
+        let ia = open_image(a)?;
+        let ib = open_image(b)?;
+        let d = diff(&ia, &ib)?;
+        Ok((d, a.display().to_string(), b.display().to_string()))
+    })();
+    match result {
+        Ok((d, na, nb)) => {
+            if as_json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&to_json(&d, &na, &nb)).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render(&d, &na, &nb));
+            }
+            i32::from(!d.is_identical())
+        }
+        Err(e) => {
+            eprintln!("ckpt image diff: {e:#}");
+            2
+        }
+    }
 }
