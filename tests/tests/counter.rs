@@ -46,7 +46,7 @@ fn counter_continues_from_the_image() {
     let mut c = Computation::new("counter-cont");
     let prog = program("counter");
     c.launch(&prog, &[]);
-    c.wait_lines(3, &is_count, T);
+    c.wait_lines(3, is_count, T);
     let img = c.checkpoint();
     c.kill();
     c.restart(&img);
@@ -100,7 +100,7 @@ fn same_image_restarted_20_times() {
     let prog = program("counter");
     c.env.push(("COUNTER_MS".into(), "50".into()));
     c.launch(&prog, &[]);
-    c.wait_lines(3, &is_count, T);
+    c.wait_lines(3, is_count, T);
     let img = c.checkpoint();
     c.kill();
     let mut firsts = Vec::new();
