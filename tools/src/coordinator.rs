@@ -386,7 +386,7 @@ fn write_restart_files(sh: &Shared, generation: u64, images: &[ImageRec]) -> Res
     let mut script = format!(
         "#!/bin/sh\n# Written by the ckpt coordinator: restarts checkpoint {generation} of computation {}.\n\
          # The coordinator is found through CKPT_COORD_HOST / CKPT_COORD_PORT (started when none runs).\n\
-         CKPT=\"${{CKPT:-{}}}\"\n",
+         CKPT=${{CKPT:-{}}}\n",
         sh.computation_id,
         shell_quote(&sh.exe)
     );
