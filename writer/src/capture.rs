@@ -73,6 +73,9 @@ pub struct PlannedRegion {
     pub region: Region,
     /// Runs of stored pages: (addr, pages), each at most `max_pages`.
     pub runs: Vec<(u64, u32)>,
+    /// The pages can be read in place (PROT_READ); otherwise through
+    /// /proc/self/mem.
+    pub direct: bool,
 }
 
 fn file_identity(path: &[u8]) -> Option<FileIdentity> {
@@ -167,7 +170,11 @@ fn plan_one(
     let no_data = matches!(
         kind,
         RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall
-    ) || m.prot & Prot::READ == 0;
+    );
+    // A PROT_NONE (or exec-only) mapping may still hold data the program
+    // hid with mprotect: its present pages are read through /proc/self/mem.
+    let direct = m.prot & Prot::READ != 0;
+    let mut probe = [0u64; 512];
     if !no_data {
         let all = kind == RegionKind::Vdso;
         let anon = !m.shared && !matches!(kind, RegionKind::File);
@@ -192,7 +199,13 @@ fn plan_one(
                 } else if by_ref {
                     (present && !filepage) || swapped
                 } else if anon {
-                    (present || swapped) && !mem::page_is_zero(addr)
+                    (present || swapped)
+                        && !if direct {
+                            mem::page_is_zero(addr)
+                        } else {
+                            let b = bytes_of_mut(&mut probe);
+                            mem::read_proc_mem(addr, b) && b.iter().all(|&x| x == 0)
+                        }
                 } else {
                     present || swapped
                 };
@@ -206,7 +219,16 @@ fn plan_one(
             i += n;
         }
     }
-    Some(PlannedRegion { region, runs })
+    Some(PlannedRegion {
+        region,
+        runs,
+        direct,
+    })
+}
+
+fn bytes_of_mut(w: &mut [u64; 512]) -> &mut [u8] {
+    // SAFETY: any bit pattern is a valid u8; same memory, same lifetime.
+    unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr() as *mut u8, 4096) }
 }
 
 fn read_file(p: &str) -> Vec<u8> {

@@ -197,10 +197,12 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
         restarted();
         return Outcome::Restarted;
     }
+    crate::mem::open_proc_mem();
     let r = write_image(req);
     if !compress::wait_ack(10_000) {
         log!("compression workers did not finish");
     }
+    crate::mem::close_proc_mem();
     alloc::SCRATCH_MODE.store(false, Ordering::SeqCst);
     // Copy the result out of the scratch arena before resetting it.
     let out = match &r {
@@ -389,6 +391,7 @@ fn write_image(
 
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
     exclude.extend(config::own_fds());
+    exclude.push(crate::mem::PROC_MEM.load(Ordering::Relaxed));
     let fds = capture::fds(&exclude, req.open_files || cfg.open_files);
     let threads = thread_records(pid);
     let regions = capture::plan_regions(alloc::scratch_range(), MAX_CHUNK);
@@ -439,6 +442,7 @@ fn write_image(
                 region: idx,
                 addr,
                 pages,
+                direct: r.direct,
             });
         }
     }
@@ -468,7 +472,7 @@ fn write_image(
     let mut rawbuf = vec![0u8; (MAX_CHUNK as u64 * PAGE) as usize];
     let raw_of = |j: &Job, buf: &mut Vec<u8>| {
         let len = (j.pages as u64 * PAGE) as usize;
-        crate::mem::copy_into(j.addr, &mut buf[..len]);
+        crate::mem::read_pages(j.addr, j.direct, &mut buf[..len]);
         len
     };
     if !compress || jobs.is_empty() {

@@ -25,6 +25,8 @@ pub struct Job {
     pub region: u32,
     pub addr: u64,
     pub pages: u32,
+    /// Readable in place (else through /proc/self/mem).
+    pub direct: bool,
 }
 
 /// Result of a job: 0 pending, 1 zstd frame at (ptr, len), 2 store raw.
@@ -47,6 +49,8 @@ pub struct Cctx {
     _mem: Vec<u8>,
     /// Output buffer reused for every chunk (the scratch arena never frees).
     out: std::cell::RefCell<Vec<u8>>,
+    /// Input buffer for pages read through /proc/self/mem.
+    inbuf: std::cell::RefCell<Vec<u8>>,
 }
 
 impl Cctx {
@@ -65,6 +69,7 @@ impl Cctx {
             cctx,
             _mem: mem,
             out: std::cell::RefCell::new(vec![0u8; cap]),
+            inbuf: std::cell::RefCell::new(Vec::new()),
         })
     }
 
@@ -122,7 +127,15 @@ pub fn help(c: &Cctx) -> bool {
         return false;
     }
     let j = &jobs[i];
-    let src = crate::mem::slice(j.addr, j.pages as u64 * 4096);
+    let len = j.pages as u64 * 4096;
+    let mut inbuf = c.inbuf.borrow_mut();
+    let src = if j.direct {
+        crate::mem::slice(j.addr, len)
+    } else {
+        inbuf.resize(len as usize, 0);
+        crate::mem::read_pages(j.addr, false, &mut inbuf);
+        &inbuf[..]
+    };
     match c.compress(src, level) {
         Some(v) => {
             let b = Box::leak(v.into_boxed_slice());

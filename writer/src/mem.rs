@@ -30,6 +30,68 @@ pub fn leaked_vec(ptr: usize, len: usize) -> Vec<u8> {
     unsafe { Vec::from_raw_parts(ptr as *mut u8, len, len) }
 }
 
+/// `/proc/self/mem`, open during a write phase (-1 otherwise). Pages of
+/// mappings without PROT_READ are read through it: the kernel reads them
+/// for us (FOLL_FORCE) without changing the mapping's protection.
+pub static PROC_MEM: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Opens `/proc/self/mem` for the write phase.
+pub fn open_proc_mem() {
+    use std::os::fd::IntoRawFd;
+    if let Ok(f) = std::fs::File::open("/proc/self/mem") {
+        PROC_MEM.store(f.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+pub fn close_proc_mem() {
+    let fd = PROC_MEM.swap(-1, std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: our own fd from open_proc_mem.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Reads our memory at `addr` through /proc/self/mem; false on failure
+/// (then `out` is zero-filled).
+pub fn read_proc_mem(addr: u64, out: &mut [u8]) -> bool {
+    let fd = PROC_MEM.load(std::sync::atomic::Ordering::Relaxed);
+    let mut done = 0usize;
+    while fd >= 0 && done < out.len() {
+        // SAFETY: reading into the rest of the caller's buffer.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                out[done..].as_mut_ptr() as *mut libc::c_void,
+                out.len() - done,
+                (addr + done as u64) as i64,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    if done < out.len() {
+        out[done..].fill(0);
+        return false;
+    }
+    true
+}
+
+/// Copies our memory at `addr` into `out`, directly or (for mappings
+/// without PROT_READ) through /proc/self/mem.
+pub fn read_pages(addr: u64, direct: bool, out: &mut [u8]) {
+    if direct {
+        copy_into(addr, out);
+    } else if !read_proc_mem(addr, out) {
+        crate::log!(
+            "cannot read {:#x}+{:#x} through /proc/self/mem",
+            addr,
+            out.len()
+        );
+    }
+}
+
 pub fn page_is_zero(addr: u64) -> bool {
     // SAFETY: addr is a present page of a readable mapping (see `slice`).
     let words = unsafe { std::slice::from_raw_parts(addr as *const u64, 512) };

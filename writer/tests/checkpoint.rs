@@ -366,6 +366,17 @@ fn checkpoint_then_restore_continues_counting() {
         }
     }
     assert!(found, "heap pattern not in the page data");
+    // A page the program made PROT_NONE keeps its data in the image.
+    let hidden = b"hidden behind PROT_NONE";
+    assert!(
+        img.chunks().iter().any(|c| {
+            let r = &regions[c.meta.region as usize];
+            let mut buf = vec![0u8; c.meta.pages as usize * 4096];
+            img.read_chunk(c, &mut buf).unwrap();
+            r.prot.0 == 0 && buf.windows(hidden.len()).any(|w| w == hidden)
+        }),
+        "PROT_NONE page not stored"
+    );
 
     // The real proof: restore and keep counting.
     let (rchild, rout, n) = restore(&path, port, &logs);
@@ -375,6 +386,9 @@ fn checkpoint_then_restore_continues_counting() {
     );
     // A thread created and joined after the restore (every 10 ticks).
     wait_line(&rout, 10, "join after restore", |l| l == "join ok");
+    wait_line(&rout, 10, "PROT_NONE page after restore", |l| {
+        l == "hidden ok"
+    });
     wait_line(&rout, 10, "ticks after restore", |l| {
         tick_of(l) == Some(n + 25)
     });

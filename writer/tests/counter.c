@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <time.h>
+#include <sys/mman.h>
 
 #define BUF_LEN (1 << 20)
 static char *buf;
@@ -39,9 +40,24 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* A page the program hides with PROT_NONE: its data must survive. */
+static char *hidden;
+
+static int check_hidden(void) {
+    mprotect(hidden, 4096, PROT_READ);
+    int ok = strcmp(hidden, "hidden behind PROT_NONE") == 0;
+    mprotect(hidden, 4096, PROT_NONE);
+    return ok;
+}
+
 int main(int argc, char **argv) {
     const char *stop = argc > 1 ? argv[1] : "/nonexistent";
     setvbuf(stdout, NULL, _IOLBF, 0);
+    hidden = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    hidden += 4096; /* its own mapping once the neighbours differ */
+    strcpy(hidden, "hidden behind PROT_NONE");
+    mprotect(hidden - 4096, 4096, PROT_READ);
+    mprotect(hidden, 4096, PROT_NONE);
     buf = malloc(BUF_LEN);
     fill(buf, BUF_LEN);
     pthread_t t[2];
@@ -62,6 +78,7 @@ int main(int argc, char **argv) {
             int joined = pthread_create(&s, NULL, short_lived, (void *)n) == 0 &&
                          pthread_join(s, &ret) == 0 && (long)ret == n + 1;
             printf("join %s\n", joined ? "ok" : "BAD");
+            printf("hidden %s\n", check_hidden() ? "ok" : "BAD");
             last[0] = spins[0];
             last[1] = spins[1];
         }
