@@ -377,8 +377,6 @@ fn write_image(
     req: &ckpt_protocol::CheckpointRequest,
 ) -> std::result::Result<(String, u64), String> {
     let cfg = config::get();
-    let t0 = std::time::Instant::now();
-    let pid = sys::getpid();
     let compress = req.compress && !cfg.no_compress;
     let dir = if req.dir.is_empty() {
         cfg.dir.clone()
@@ -388,7 +386,25 @@ fn write_image(
     let name = format!("ckpt_{}_{}.ckpt", cfg.prog, cfg.unique_id);
     let path = format!("{dir}/{name}");
     let tmp = format!("{path}.tmp");
+    let r = write_to(req, &cfg, compress, &dir, &path, &tmp);
+    if r.is_err() {
+        // A failed checkpoint leaves the previous image, and no debris.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map(|bytes| (path, bytes))
+}
 
+/// Writes the image to `tmp`, syncs it and renames it to `path`.
+fn write_to(
+    req: &ckpt_protocol::CheckpointRequest,
+    cfg: &config::Config,
+    compress: bool,
+    dir: &str,
+    path: &str,
+    tmp: &str,
+) -> std::result::Result<u64, String> {
+    let t0 = std::time::Instant::now();
+    let pid = sys::getpid();
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
     exclude.extend(config::own_fds());
     exclude.push(crate::mem::PROC_MEM.load(Ordering::Relaxed));
@@ -525,7 +541,7 @@ fn write_image(
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
-    Ok((path, bytes))
+    Ok(bytes)
 }
 
 /// The checkpoint thread compresses one job itself, if one is left.

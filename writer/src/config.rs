@@ -135,10 +135,27 @@ fn new_unique_id() -> String {
     )
 }
 
+/// The program's name as it goes into file names: `comm`, with anything
+/// but `[A-Za-z0-9._+-]` replaced by `_`.
 fn prog_name() -> String {
-    std::fs::read_to_string("/proc/self/comm")
+    let comm = std::fs::read_to_string("/proc/self/comm")
         .map(|s| s.trim_end().to_string())
-        .unwrap_or_else(|_| "prog".into())
+        .unwrap_or_default();
+    let name: String = comm
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        format!("prog{name}")
+    } else {
+        name
+    }
 }
 
 /// Opens `$tmpdir/ckpt-<prog>-<pid>.log` as the log.

@@ -570,6 +570,23 @@ fn threads_in_malloc_stdio_sigsuspend_or_blocking_every_signal_are_checkpointed(
     let out = lines_of(child.0.stdout.take().unwrap());
     wait_progress(&out, 1, "the threads to start");
     let mut conn = accept_worker(&listener, &logs);
+    // A checkpoint that cannot be written fails, and the program goes on.
+    ckpt_protocol::send(
+        &mut conn.w,
+        &ToClient::Checkpoint(CheckpointRequest {
+            generation: 1,
+            dir: "/nonexistent/dir".into(),
+            compress: true,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let reply: Option<ToCoordinator> = ckpt_protocol::recv(&mut conn.r).unwrap();
+    assert!(
+        matches!(&reply, Some(ToCoordinator::CheckpointFailed { generation: 1, reason }) if reason.contains("/nonexistent/dir")),
+        "{reply:?}"
+    );
+    wait_progress(&out, 2, "every thread running after a failed checkpoint");
     let mut path = String::new();
     for generation in 1..=4 {
         path = conn.checkpoint_with(generation, &dir, &logs, generation % 2 == 1);
