@@ -440,7 +440,7 @@ fn write_to(
             .truncate(true)
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
+            .open(tmp)
             .map_err(|e| format!("create {tmp}: {e}"))?
     };
     let bw = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -537,8 +537,8 @@ fn write_to(
     file.sync_all().map_err(|e| format!("fsync {tmp}: {e}"))?;
     drop(file);
     crate::debug!("synced after {} us", t0.elapsed().as_micros());
-    std::fs::rename(&tmp, &path).map_err(|e| format!("rename {tmp}: {e}"))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
+    std::fs::rename(tmp, path).map_err(|e| format!("rename {tmp}: {e}"))?;
+    if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(bytes)
