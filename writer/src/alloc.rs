@@ -76,6 +76,7 @@ pub fn scratch_range() -> (u64, u64) {
 pub fn reset_scratch() {
     let b = SCRATCH_BASE.load(Ordering::SeqCst);
     let top = SCRATCH_TOP.swap(b, Ordering::SeqCst);
+    crate::debug!("scratch arena: {} KiB used", (top - b) >> 10);
     if top > b {
         sys::madvise_dontneed(b, (top - b + 4095) & !4095);
     }

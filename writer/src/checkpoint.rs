@@ -151,6 +151,9 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
                 ));
             }
             sys::futex_wait(&SUSPENDED, seen, 20);
+            if SUSPENDED.load(Ordering::Acquire) != seen {
+                continue; // progress: look for exited threads only when stalled
+            }
             for (i, tid) in waiting {
                 // SAFETY: as above.
                 let done = unsafe { (*slot(i)).done.load(Ordering::Acquire) } != 0;
@@ -203,6 +206,7 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
         log!("compression workers did not finish");
     }
     crate::mem::close_proc_mem();
+    crate::debug!("workers idle after {} us", t0.elapsed().as_micros());
     alloc::SCRATCH_MODE.store(false, Ordering::SeqCst);
     // Copy the result out of the scratch arena before resetting it.
     let out = match &r {
@@ -541,6 +545,7 @@ fn write_to(
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
+    crate::debug!("renamed after {} us", t0.elapsed().as_micros());
     Ok(bytes)
 }
 
