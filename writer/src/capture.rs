@@ -93,7 +93,18 @@ fn file_identity(path: &[u8]) -> Option<FileIdentity> {
 pub fn plan_regions(skip: (u64, u64), max_pages: u32) -> Vec<PlannedRegion> {
     let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
     let mut out = Vec::new();
-    for m in read_maps() {
+    let maps = read_maps();
+    // The writer's own library is embedded: an image must not depend on
+    // the libckpt_writer.so file staying the same (it is rebuilt, upgraded).
+    let here = plan_regions as *const () as usize as u64;
+    let own = maps
+        .iter()
+        .find(|m| m.start <= here && here < m.end)
+        .map(|m| (m.inode, m.name.clone()));
+    for m in maps {
+        let is_own = own
+            .as_ref()
+            .is_some_and(|(ino, name)| *ino == m.inode && *name == m.name);
         // Cut the scratch arena out (the kernel may merge it with a neighbour).
         let mut pieces = Vec::new();
         if m.end <= skip.0 || m.start >= skip.1 {
@@ -108,7 +119,7 @@ pub fn plan_regions(skip: (u64, u64), max_pages: u32) -> Vec<PlannedRegion> {
         }
         for (start, end) in pieces {
             let off = m.offset + (start - m.start);
-            if let Some(p) = plan_one(&m, start, end, off, pagemap.as_ref(), max_pages) {
+            if let Some(p) = plan_one(&m, start, end, off, pagemap.as_ref(), max_pages, is_own) {
                 out.push(p);
             }
         }
@@ -123,6 +134,7 @@ fn plan_one(
     offset: u64,
     pagemap: Option<&std::fs::File>,
     max_pages: u32,
+    embed: bool,
 ) -> Option<PlannedRegion> {
     let name = m.name.clone();
     let deleted = name.ends_with(b" (deleted)");
@@ -141,7 +153,7 @@ fn plan_one(
     let mut by_ref = false;
     if kind == RegionKind::File {
         let ident = if deleted { None } else { file_identity(&name) };
-        let storage = if ident.as_ref().is_some_and(|i| i.inode == m.inode) && !m.shared {
+        let storage = if ident.as_ref().is_some_and(|i| i.inode == m.inode) && !m.shared && !embed {
             by_ref = true;
             FileStorage::ByReference
         } else {
@@ -207,7 +219,10 @@ fn plan_one(
                             mem::read_proc_mem(addr, b) && b.iter().all(|&x| x == 0)
                         }
                 } else {
-                    present || swapped
+                    // An embedded private file mapping: every page the file
+                    // has (a fault-in through /proc/self/mem tells, without
+                    // SIGBUS past the end of the file).
+                    present || swapped || mem::probe_page(addr)
                 };
                 if store {
                     match runs.last_mut() {

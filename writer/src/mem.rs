@@ -78,6 +78,13 @@ pub fn read_proc_mem(addr: u64, out: &mut [u8]) -> bool {
     true
 }
 
+/// Faults in the page at `addr` through /proc/self/mem; false if it has
+/// no data (past the end of its file).
+pub fn probe_page(addr: u64) -> bool {
+    let mut b = [0u8; 1];
+    read_proc_mem(addr, &mut b)
+}
+
 /// Copies our memory at `addr` into `out`, directly or (for mappings
 /// without PROT_READ) through /proc/self/mem.
 pub fn read_pages(addr: u64, direct: bool, out: &mut [u8]) {

@@ -623,3 +623,56 @@ fn threads_in_malloc_stdio_sigsuspend_or_blocking_every_signal_are_checkpointed(
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn image_restores_after_the_writer_library_is_replaced() {
+    let built = build_writer();
+    let dir = tmp("relib");
+    let logs = dir.join("logs");
+    let exe = compile(&dir);
+    let stop = dir.join("stop");
+    let lib = dir.join("libckpt_writer.so");
+    std::fs::copy(&built, &lib).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Kill(
+        Command::new(&exe)
+            .arg(&stop)
+            .env("LD_PRELOAD", &lib)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_DIR", &dir)
+            .env("CKPT_TMPDIR", &logs)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = lines_of(child.0.stdout.take().unwrap());
+    wait_line(&out, 10, "first tick", |l| tick_of(l) == Some(3));
+    let mut conn = accept_worker(&listener, &logs);
+    let path = conn.checkpoint(1, &dir, &logs);
+    drop(child);
+    let img = MappedImage::open(&path).unwrap();
+    let own: Vec<_> = img
+        .regions()
+        .iter()
+        .filter(|r| r.name.ends_with(b"/libckpt_writer.so"))
+        .collect();
+    assert!(!own.is_empty());
+    assert!(own.iter().all(|r| r
+        .backing
+        .as_ref()
+        .is_some_and(|b| b.storage == ckpt_format::FileStorage::Embedded)));
+
+    // A new build of the writer replaces the file (new inode, new size).
+    std::fs::remove_file(&lib).unwrap();
+    std::fs::write(&lib, b"not the library any more").unwrap();
+    let (rchild, rout, n) = restore(&path, port, &logs);
+    wait_line(&rout, 10, "ticks after restore", |l| {
+        tick_of(l) == Some(n + 12)
+    });
+    wait_line(&rout, 10, "join after restore", |l| l == "join ok");
+    stop_restored(rchild, &stop);
+    if std::env::var_os("CKPT_TEST_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
