@@ -174,7 +174,7 @@ pub fn open_log(tmpdir: &str, prog: &str) {
         .open(path)
     {
         use std::os::fd::IntoRawFd;
-        let old = sys::LOG_FD.swap(f.into_raw_fd(), Ordering::SeqCst);
+        let old = sys::LOG_FD.swap(sys::to_high_fd(f.into_raw_fd()), Ordering::SeqCst);
         let _ = old; // a restored process's old log fd was closed by the restorer
     }
 }

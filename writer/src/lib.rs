@@ -161,14 +161,16 @@ fn ckpt_thread() {
     }
 }
 
-/// After a restart, the new connection takes the old one's fd number.
+/// The connection goes to a high fd number; after a restart, to the old
+/// connection's number.
 fn keep_old_number(s: TcpStream) -> TcpStream {
     use std::os::fd::{FromRawFd, IntoRawFd};
     let want = config::RESERVED_SOCK_FD.swap(-1, Ordering::SeqCst);
-    if want < 0 {
-        return s;
-    }
-    let fd = sys::move_fd(s.into_raw_fd(), want);
+    let fd = if want < 0 {
+        sys::to_high_fd(s.into_raw_fd())
+    } else {
+        sys::move_fd(s.into_raw_fd(), want)
+    };
     // SAFETY: fd is the connected socket we own (moved or unchanged).
     unsafe { TcpStream::from_raw_fd(fd) }
 }

@@ -270,3 +270,33 @@ pub fn reserve_fd(fd: i32) -> bool {
     }
     move_fd(n, fd) == fd
 }
+
+/// Moves the writer's own `fd` to a high number (just under 1024, or the
+/// soft RLIMIT_NOFILE when lower), close-on-exec: the program's open()
+/// returns the lowest free number, so it never reuses ours when it
+/// closes it, and our log never ends up writing into the program's file.
+pub fn to_high_fd(fd: i32) -> i32 {
+    if fd < 0 {
+        return fd;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a local struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let top = lim.rlim_cur.min(1024) as i32;
+    let min = top - top / 8;
+    if min <= fd {
+        return fd;
+    }
+    // SAFETY: duplicating and closing our own descriptor.
+    unsafe {
+        let n = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min);
+        if n < 0 {
+            return fd;
+        }
+        libc::close(fd);
+        n
+    }
+}
