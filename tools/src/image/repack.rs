@@ -146,6 +146,11 @@ pub fn open_identical(id: &FileIdentity) -> Result<HostFile, String> {
 }
 
 impl HostFile {
+    /// Reads the page at file offset `off` into `out` (zeros past the end).
+    pub fn read_page_into(&self, off: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.read_page(off, out).map(|_| ())
+    }
+
     /// Reads the page at file offset `off` into `out` (zeros past the end);
     /// false when the page lies wholly or partly past the end of the file.
     fn read_page(&self, off: u64, out: &mut [u8]) -> std::io::Result<bool> {
