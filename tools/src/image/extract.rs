@@ -131,3 +131,144 @@ pub fn run(
     }
     Ok(0)
 }
+
+/// Parses `START-END` (hex, `0x` optional) into a page-independent range.
+pub fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
+    let hex = |x: &str| {
+        let x = x.trim();
+        let x = x
+            .strip_prefix("0x")
+            .or_else(|| x.strip_prefix("0X"))
+            .unwrap_or(x);
+        u64::from_str_radix(x, 16).with_context(|| format!("bad address {x:?} in --range {s}"))
+    };
+    let (a, b) = s
+        .split_once('-')
+        .with_context(|| format!("--range takes START-END in hex, not {s}"))?;
+    let (a, b) = (hex(a)?, hex(b)?);
+    if a >= b {
+        bail!("--range {s}: START must be below END");
+    }
+    Ok((a, b))
+}
+
+/// Writes the bytes of `[start, end)`, which may span regions; addresses
+/// no region maps are written as zeros (and counted in the result).
+/// Returns (bytes written, bytes unmapped).
+pub fn write_range(
+    img: &MappedImage,
+    start: u64,
+    end: u64,
+    out: &mut dyn Write,
+) -> anyhow::Result<(u64, u64)> {
+    let ps = img.page_size();
+    let mut unmapped = 0;
+    let mut pos = start;
+    let mut regions: Vec<(usize, &Region)> = img.regions().iter().enumerate().collect();
+    regions.sort_by_key(|(_, r)| r.start);
+    let zeros = vec![0u8; 1 << 16];
+    let fill = |out: &mut dyn Write, mut n: u64| -> std::io::Result<()> {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64);
+            out.write_all(&zeros[..k as usize])?;
+            n -= k;
+        }
+        Ok(())
+    };
+    for (i, r) in regions {
+        if r.end.0 <= pos || r.start.0 >= end {
+            continue;
+        }
+        if r.start.0 > pos {
+            fill(out, r.start.0 - pos)?;
+            unmapped += r.start.0 - pos;
+            pos = r.start.0;
+        }
+        let stop = end.min(r.end.0);
+        let mut chunks: Vec<_> = img
+            .chunks()
+            .iter()
+            .filter(|c| c.meta.region as usize == i)
+            .collect();
+        chunks.sort_by_key(|c| c.meta.addr);
+        let mut buf = Vec::new();
+        for c in chunks {
+            let cend = c.meta.addr.0 + c.meta.pages as u64 * ps;
+            if cend <= pos || c.meta.addr.0 >= stop {
+                continue;
+            }
+            if c.meta.addr.0 > pos {
+                fill(out, c.meta.addr.0 - pos)?;
+                pos = c.meta.addr.0;
+            }
+            buf.resize((c.meta.pages as u64 * ps) as usize, 0);
+            img.read_chunk(c, &mut buf)
+                .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
+            let from = (pos - c.meta.addr.0) as usize;
+            let to = (stop.min(cend) - c.meta.addr.0) as usize;
+            out.write_all(&buf[from..to])?;
+            pos = c.meta.addr.0 + to as u64;
+        }
+        fill(out, stop - pos)?;
+        pos = stop;
+    }
+    if pos < end {
+        fill(out, end - pos)?;
+        unmapped += end - pos;
+    }
+    Ok((end - start, unmapped))
+}
+
+/// Regions whose mapping name is `name` or whose path's basename is.
+pub fn find_by_name(img: &MappedImage, name: &str) -> Vec<usize> {
+    img.regions()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let n = String::from_utf8_lossy(&r.name);
+            n == name || n.rsplit('/').next() == Some(name)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// `--range` or `--name`.
+pub fn run_select(
+    path: &Path,
+    range: Option<&str>,
+    name: Option<&str>,
+    output: Option<&Path>,
+) -> anyhow::Result<i32> {
+    let img = super::repack::open_image(path)?;
+    let mut sink: Box<dyn Write> = match output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    if let Some(r) = range {
+        let (a, b) = parse_range(r)?;
+        let (n, unmapped) = write_range(&img, a, b, &mut sink)?;
+        sink.flush()?;
+        if unmapped > 0 {
+            eprintln!("{n} bytes; {unmapped} of them unmapped in the image, written as zeros");
+        }
+        return Ok(0);
+    }
+    let name = name.expect("clap requires one selector");
+    let found = find_by_name(&img, name);
+    if found.is_empty() {
+        bail!("no region is named {name}");
+    }
+    for i in &found {
+        write_region(&img, *i, &mut sink)?;
+    }
+    sink.flush()?;
+    if found.len() > 1 {
+        eprintln!(
+            "{} regions named {name}, written in image order",
+            found.len()
+        );
+    }
+    Ok(0)
+}

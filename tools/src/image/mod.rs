@@ -44,10 +44,18 @@ pub enum ImageCmd {
         /// The image file.
         image: PathBuf,
         /// A region by index (`3`) or by an address inside it (`0x7f...`).
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        #[arg(long, conflicts_with_all = ["all", "range", "name"], required_unless_present_any = ["all", "range", "name"])]
         region: Option<String>,
-        /// Output file for --region (default: stdout).
-        #[arg(short = 'o', long, requires = "region")]
+        /// An address range `START-END` (hex), which may span regions;
+        /// unmapped gaps are written as zeros.
+        #[arg(long, conflicts_with_all = ["all", "name"])]
+        range: Option<String>,
+        /// Regions by mapping name: `[heap]`, `[stack]`, or a file's
+        /// basename (`libc.so.6`); several matches are written in order.
+        #[arg(long, conflicts_with = "all")]
+        name: Option<String>,
+        /// Output file for --region, --range or --name (default: stdout).
+        #[arg(short = 'o', long, conflicts_with = "all")]
         output: Option<PathBuf>,
         /// Write every region into this directory.
         #[arg(long)]
@@ -114,9 +122,17 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
         ImageCmd::Extract {
             image,
             region,
+            range,
+            name,
             output,
             all,
-        } => extract::run(&image, region.as_deref(), output.as_deref(), all.as_deref()),
+        } => {
+            if range.is_some() || name.is_some() {
+                extract::run_select(&image, range.as_deref(), name.as_deref(), output.as_deref())
+            } else {
+                extract::run(&image, region.as_deref(), output.as_deref(), all.as_deref())
+            }
+        }
         ImageCmd::Repack {
             input,
             output,
