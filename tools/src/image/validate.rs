@@ -53,6 +53,7 @@ pub fn render(name: &str, rep: &Report) -> String {
 
 pub fn to_json(name: &str, rep: &Report) -> serde_json::Value {
     json!({
+        "schema": "ckpt-validate/1",
         "image": name,
         "valid": rep.is_valid(),
         "records": rep.records,
@@ -87,7 +88,7 @@ pub fn run(images: &[PathBuf], as_json: bool) -> i32 {
             Err(e) => {
                 status = 2;
                 if as_json {
-                    out.push(json!({"image": name, "valid": false, "unreadable": e.to_string()}));
+                    out.push(json!({"schema": "ckpt-validate/1", "image": name, "valid": false, "unreadable": e.to_string()}));
                 } else {
                     eprintln!("{name}: cannot read: {e}");
                 }
