@@ -47,7 +47,7 @@ impl std::str::FromStr for Compression {
 }
 
 /// What `repack` changes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RepackOptions {
     /// Compression of the output; `None` keeps each chunk's encoding.
     pub compress: Option<Compression>,
@@ -60,16 +60,6 @@ pub struct RepackOptions {
     pub by_reference: bool,
 }
 
-impl Default for RepackOptions {
-    fn default() -> Self {
-        RepackOptions {
-            compress: None,
-            chunk_pages: None,
-            embed_files: false,
-            by_reference: false,
-        }
-    }
-}
 
 /// What `repack` did (the `--json` summary, schema `ckpt-repack/1`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -106,10 +96,7 @@ pub struct HostFile {
 
 /// Why a file of the image does not match this host's file.
 pub fn file_mismatch(id: &FileIdentity) -> Option<String> {
-    match open_identical(id) {
-        Ok(_) => None,
-        Err(e) => Some(e),
-    }
+    open_identical(id).err()
 }
 
 /// Opens the file an image refers to, when it is the same file: inode,
