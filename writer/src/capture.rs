@@ -395,12 +395,7 @@ fn file_contents(fd: i32, size: u64) -> Option<Vec<u8>> {
 /// every regular file (unlinked ones always).
 pub fn fds(exclude: &[i32], open_files: bool) -> Vec<FdEntry> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
-        return out;
-    };
-    let mut nums: Vec<i32> = rd
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let mut nums = crate::sys::numeric_entries(c"/proc/self/fd");
     nums.sort();
     for n in nums {
         if exclude.contains(&n) {

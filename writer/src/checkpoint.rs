@@ -32,12 +32,7 @@ fn is_writer_tid(tid: i32) -> bool {
 }
 
 fn list_tasks() -> Vec<i32> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    sys::numeric_entries(c"/proc/self/task")
 }
 
 /// A thread that exited (or a leader that called pthread_exit: a zombie

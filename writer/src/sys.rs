@@ -300,3 +300,46 @@ pub fn to_high_fd(fd: i32) -> i32 {
         n
     }
 }
+
+/// The numeric entry names of a /proc directory (`/proc/self/task`,
+/// `/proc/self/fd`), read with getdents64: libc's opendir would call the
+/// program's malloc, which a suspended thread may hold.
+pub fn numeric_entries(path: &std::ffi::CStr) -> Vec<i32> {
+    let mut out = Vec::new();
+    // SAFETY: path is NUL-terminated.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return out;
+    }
+    let mut buf = vec![0u8; 16384];
+    loop {
+        // SAFETY: getdents64 fills at most buf.len() bytes of our buffer.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off + 19 < n as usize {
+            // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16,
+            // d_type u8, d_name NUL-terminated at offset 19.
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > n as usize {
+                break;
+            }
+            let name = &buf[off + 19..off + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if let Some(v) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
+                out.push(v);
+            }
+            off += reclen;
+        }
+    }
+    // SAFETY: closing the directory fd we opened.
+    unsafe { libc::close(fd) };
+    out
+}

@@ -676,3 +676,55 @@ fn image_restores_after_the_writer_library_is_replaced() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+fn writer_mallocs(l: &str) -> Option<u64> {
+    let w: Vec<&str> = l.split_whitespace().collect();
+    (w.len() == 4 && w[0] == "tick" && w[2] == "writer-mallocs").then_some(())?;
+    w[3].parse().ok()
+}
+
+#[test]
+fn checkpoints_never_call_the_programs_malloc() {
+    let lib = build_writer();
+    let dir = tmp("spy");
+    let logs = dir.join("logs");
+    let exe = compile_prog(&dir, "mallocspy");
+    let stop = dir.join("stop");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Kill(
+        Command::new(&exe)
+            .arg(&stop)
+            .env("LD_PRELOAD", &lib)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_DIR", &dir)
+            .env("CKPT_TMPDIR", &logs)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = lines_of(child.0.stdout.take().unwrap());
+    let mut conn = accept_worker(&listener, &logs);
+    // After a first checkpoint the writer's start-up is long over; lines
+    // printed before it may still be in the pipe: take the second tick.
+    conn.checkpoint(1, &dir, &logs);
+    let _ = out.try_iter().count();
+    wait_line(&out, 10, "a tick", |l| writer_mallocs(l).is_some());
+    let before = writer_mallocs(&wait_line(&out, 10, "a tick", |l| {
+        writer_mallocs(l).is_some()
+    }))
+    .unwrap();
+    for generation in 2..=4 {
+        conn.checkpoint_with(generation, &dir, &logs, generation != 3);
+    }
+    let after = writer_mallocs(&wait_line(&out, 10, "a tick", |l| {
+        writer_mallocs(l).is_some()
+    }))
+    .unwrap();
+    assert_eq!(
+        before, after,
+        "the writer's threads called libc's malloc during a checkpoint"
+    );
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
