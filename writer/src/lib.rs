@@ -50,7 +50,8 @@ extern "C" fn ckpt_writer_init() {
     let signo = std::env::var("CKPT_SIGNAL")
         .ok()
         .and_then(|s| s.parse().ok())
-        .filter(|s: &i32| (1..=64).contains(s))
+        // not SIGKILL/SIGSTOP, not glibc's own SIGCANCEL/SIGSETXID
+        .filter(|s: &i32| (1..=64).contains(s) && ![9, 19, 32, 33].contains(s))
         .unwrap_or(62);
     suspend::SIGNO.store(signo, Ordering::Relaxed);
     let cfg = config::init_from_env();
