@@ -539,6 +539,7 @@ fn wait_progress(rx: &Receiver<String>, n: usize, what: &str) {
     while ok < n {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
+            Ok(l) if l.contains("BAD") => panic!("self-check failed: {l}"),
             Ok(l) if l == "progress ok" => ok += 1,
             Ok(l) if l.starts_with("progress") => ok = 0,
             Ok(_) => {}
@@ -548,7 +549,7 @@ fn wait_progress(rx: &Receiver<String>, n: usize, what: &str) {
 }
 
 #[test]
-fn threads_in_malloc_stdio_sigsuspend_or_blocking_every_signal_are_checkpointed() {
+fn threads_in_malloc_stdio_sigsuspend_sigwait_or_blocking_every_signal_are_checkpointed() {
     let lib = build_writer();
     let dir = tmp("stress");
     let logs = dir.join("logs");
@@ -601,7 +602,7 @@ fn threads_in_malloc_stdio_sigsuspend_or_blocking_every_signal_are_checkpointed(
         .iter()
         .filter(|t| t.flags.0 & ThreadFlags::CHECKPOINT_THREAD == 0 && t.name != "ckpt-worker")
         .collect();
-    assert_eq!(user.len(), 7, "main and six threads");
+    assert_eq!(user.len(), 8, "main and seven threads");
     // The thread that blocked every signal: all blocked but the checkpoint
     // signal (62 = bit 61), recorded as the interrupted context's mask.
     assert!(

@@ -1,5 +1,6 @@
 /* Test program for the writer: threads that are inside malloc, stdio and
- * blocking syscalls, or that block every signal, when a checkpoint comes.
+ * blocking syscalls, sigsuspend or sigwait, or that block every signal,
+ * when a checkpoint comes.
  * Every 10 ticks main checks that every thread made progress and prints
  * "progress ok" (or "progress STUCK <which>"). */
 #define _GNU_SOURCE
@@ -12,8 +13,9 @@
 #include <errno.h>
 #include <unistd.h>
 
-enum { MALLOC0, MALLOC1, STDIO, BLOCKED, SUSPENDER, READER, NT };
-static const char *names[NT] = {"malloc0", "malloc1", "stdio", "blocked", "sigsuspend", "reader"};
+enum { MALLOC0, MALLOC1, STDIO, BLOCKED, SUSPENDER, READER, SIGWAITER, NT };
+static const char *names[NT] = {"malloc0", "malloc1", "stdio",  "blocked",
+                                "sigsuspend", "reader", "sigwait"};
 static volatile long prog[NT];
 static int pfd[2];
 static volatile int pipe_ok = 1; /* pipes are not restored yet */
@@ -86,6 +88,23 @@ static void *reader(void *arg) {
     return NULL;
 }
 
+/* A signal thread: every signal blocked, sigwait on the full set. */
+static void *sigwaiter(void *arg) {
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&all, &sig) != 0) continue;
+        if (sig == SIGUSR2)
+            prog[SIGWAITER]++;
+        else
+            printf("sigwait got signal %d BAD\n", sig);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     const char *stop = argc > 1 ? argv[1] : "/nonexistent";
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -104,11 +123,13 @@ int main(int argc, char **argv) {
     pthread_create(&t[BLOCKED], NULL, blocked, NULL);
     pthread_create(&t[SUSPENDER], NULL, suspender, NULL);
     pthread_create(&t[READER], NULL, reader, NULL);
+    pthread_create(&t[SIGWAITER], NULL, sigwaiter, NULL);
     long last[NT] = {0};
     for (long n = 1;; n++) {
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
         pthread_kill(t[SUSPENDER], SIGUSR1);
+        pthread_kill(t[SIGWAITER], SIGUSR2);
         if (pipe_ok && write(pfd[1], "x", 1) != 1) pipe_ok = 0;
         printf("tick %ld ok\n", n);
         if (n % 10 == 0) {
