@@ -1,4 +1,8 @@
 //! Reading the process's state: /proc files and plain syscalls.
+//!
+//! Per-process files are read through `/proc/thread-self`, not
+//! `/proc/self`: when the main thread has called pthread_exit, the
+//! process's `/proc/self` is a zombie's, with no maps, fds, cwd or exe.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -21,7 +25,7 @@ pub struct MapLine {
 }
 
 pub fn read_maps() -> Vec<MapLine> {
-    let data = std::fs::read("/proc/self/maps").unwrap_or_default();
+    let data = std::fs::read("/proc/thread-self/maps").unwrap_or_default();
     let mut out = Vec::new();
     for line in data.split(|&b| b == b'\n') {
         if line.is_empty() {
@@ -91,7 +95,7 @@ fn file_identity(path: &[u8]) -> Option<FileIdentity> {
 
 /// Turns the maps into regions, leaving out `[skip_start, skip_end)`.
 pub fn plan_regions(skip: (u64, u64), max_pages: u32) -> Vec<PlannedRegion> {
-    let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
+    let pagemap = std::fs::File::open("/proc/thread-self/pagemap").ok();
     let mut out = Vec::new();
     let maps = read_maps();
     // The writer's own library is embedded: an image must not depend on
@@ -265,7 +269,7 @@ fn status_field(status: &str, key: &str) -> Option<String> {
 
 /// Fields of /proc/self/stat after the comm, 1-based as in proc(5).
 fn stat_fields() -> Vec<u64> {
-    let s = read_file("/proc/self/stat");
+    let s = read_file("/proc/thread-self/stat");
     let close = s.iter().rposition(|&b| b == b')').unwrap_or(0);
     let rest = String::from_utf8_lossy(&s[(close + 2).min(s.len())..]).into_owned();
     // rest starts at field 3 (state)
@@ -278,7 +282,7 @@ fn stat_fields() -> Vec<u64> {
 
 pub fn process(restart_info_addr: u64) -> Process {
     let pid = crate::sys::getpid();
-    let status = String::from_utf8_lossy(&read_file("/proc/self/status")).into_owned();
+    let status = String::from_utf8_lossy(&read_file("/proc/thread-self/status")).into_owned();
     let ids = |k: &str| -> [u32; 3] {
         let v: Vec<u32> = status_field(&status, k)
             .unwrap_or_default()
@@ -301,7 +305,7 @@ pub fn process(restart_info_addr: u64) -> Process {
         .unwrap_or(0o022);
     let st = stat_fields();
     let f = |i: usize| Addr(st.get(i).copied().unwrap_or(0));
-    let auxv_b = read_file("/proc/self/auxv");
+    let auxv_b = read_file("/proc/thread-self/auxv");
     let mut auxv = Vec::new();
     for c in auxv_b.chunks_exact(16) {
         let k = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
@@ -320,15 +324,15 @@ pub fn process(restart_info_addr: u64) -> Process {
         uid: ids("Uid:"),
         gid: ids("Gid:"),
         groups,
-        cwd: std::fs::read_link("/proc/self/cwd")
+        cwd: std::fs::read_link("/proc/thread-self/cwd")
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .unwrap_or_default(),
         umask,
-        exe: std::fs::read_link("/proc/self/exe")
+        exe: std::fs::read_link("/proc/thread-self/exe")
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .unwrap_or_default(),
-        cmdline: split_nul(&read_file("/proc/self/cmdline")),
-        environ: split_nul(&read_file("/proc/self/environ")),
+        cmdline: split_nul(&read_file("/proc/thread-self/cmdline")),
+        environ: split_nul(&read_file("/proc/thread-self/environ")),
         auxv,
         personality,
         mm: MmLayout {
@@ -381,7 +385,7 @@ fn file_contents(fd: i32, size: u64) -> Option<Vec<u8>> {
         crate::log!("fd {fd}: {size} bytes, more than {MAX_FILE_CONTENTS}: contents not stored");
         return None;
     }
-    match std::fs::read(format!("/proc/self/fd/{fd}")) {
+    match std::fs::read(format!("/proc/thread-self/fd/{fd}")) {
         Ok(b) if b.len() as u64 <= MAX_FILE_CONTENTS => Some(b),
         Ok(_) => None,
         Err(e) => {
@@ -395,18 +399,18 @@ fn file_contents(fd: i32, size: u64) -> Option<Vec<u8>> {
 /// every regular file (unlinked ones always).
 pub fn fds(exclude: &[i32], open_files: bool) -> Vec<FdEntry> {
     let mut out = Vec::new();
-    let mut nums = crate::sys::numeric_entries(c"/proc/self/fd");
+    let mut nums = crate::sys::numeric_entries(c"/proc/thread-self/fd");
     nums.sort();
     for n in nums {
         if exclude.contains(&n) {
             continue;
         }
-        let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{n}")) else {
+        let Ok(target) = std::fs::read_link(format!("/proc/thread-self/fd/{n}")) else {
             continue; // the read_dir fd itself, already closed
         };
         let t = target.as_os_str().as_bytes().to_vec();
-        let info =
-            String::from_utf8_lossy(&read_file(&format!("/proc/self/fdinfo/{n}"))).into_owned();
+        let info = String::from_utf8_lossy(&read_file(&format!("/proc/thread-self/fdinfo/{n}")))
+            .into_owned();
         let pos: u64 = status_field(&info, "pos:")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
@@ -417,7 +421,7 @@ pub fn fds(exclude: &[i32], open_files: bool) -> Vec<FdEntry> {
             flags & !(libc::O_CLOEXEC as u32),
             flags & libc::O_CLOEXEC as u32 != 0,
         );
-        let meta = std::fs::metadata(format!("/proc/self/fd/{n}")).ok();
+        let meta = std::fs::metadata(format!("/proc/thread-self/fd/{n}")).ok();
         let ino = meta.as_ref().map_or(0, |m| m.ino());
         let mode = meta.as_ref().map_or(0, |m| m.mode()) & libc::S_IFMT;
         let kind = if t.starts_with(b"pipe:") {

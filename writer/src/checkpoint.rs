@@ -91,10 +91,12 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
     // even -> odd: handlers hold their threads until the next increment.
     RELEASE_GEN.fetch_add(1, Ordering::AcqRel);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // Threads found gone (a zombie leader stays listed in /proc/self/task).
+    let mut gone: Vec<i32> = Vec::new();
     loop {
         let mut new = 0;
         for tid in list_tasks() {
-            if is_writer_tid(tid) {
+            if is_writer_tid(tid) || gone.contains(&tid) {
                 continue;
             }
             let n = NSLOTS.load(Ordering::Acquire) as usize;
@@ -155,6 +157,7 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
                 if !done && task_gone(tid) {
                     // SAFETY: as above; the thread is gone, its slot is dropped.
                     unsafe { (*slot(i)).tid.store(-1, Ordering::Release) };
+                    gone.push(tid);
                 }
             }
         }

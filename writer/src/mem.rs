@@ -38,7 +38,7 @@ pub static PROC_MEM: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32
 /// Opens `/proc/self/mem` for the write phase.
 pub fn open_proc_mem() {
     use std::os::fd::IntoRawFd;
-    if let Ok(f) = std::fs::File::open("/proc/self/mem") {
+    if let Ok(f) = std::fs::File::open("/proc/thread-self/mem") {
         PROC_MEM.store(f.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -729,3 +729,44 @@ fn checkpoints_never_call_the_programs_malloc() {
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_process_whose_main_thread_exited_is_checkpointed() {
+    let lib = build_writer();
+    let dir = tmp("zleader");
+    let logs = dir.join("logs");
+    let exe = compile_prog(&dir, "zleader");
+    let stop = dir.join("stop");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Kill(
+        Command::new(&exe)
+            .arg(&stop)
+            .env("LD_PRELOAD", &lib)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("CKPT_DIR", &dir)
+            .env("CKPT_TMPDIR", &logs)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = lines_of(child.0.stdout.take().unwrap());
+    wait_line(&out, 10, "a tick", |l| tick_of(l) == Some(2));
+    let mut conn = accept_worker(&listener, &logs);
+    let path = conn.checkpoint(1, &dir, &logs);
+    let at = tick_of(&wait_line(&out, 10, "a tick", |l| tick_of(l).is_some())).unwrap();
+    wait_line(&out, 10, "ticks go on", |l| tick_of(l) == Some(at + 2));
+    drop(child);
+    let img = MappedImage::open(&path).unwrap();
+    assert!(img.validate().problems.is_empty());
+    // The exited main thread is not in the image; the process state is.
+    assert!(img
+        .threads()
+        .iter()
+        .all(|t| t.flags.0 & ThreadFlags::LEADER == 0));
+    assert!(img.regions().iter().any(|r| r.kind == RegionKind::Heap));
+    let p = img.process();
+    assert!(!p.cwd.is_empty() && p.exe.ends_with(b"/zleader") && p.mm.start_code.0 != 0);
+    assert!(img.fds().iter().any(|f| f.fd.0 == 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
