@@ -29,6 +29,10 @@ fn main() {
     let mut debug = false;
     let mut opts = restore::Options::default();
     let mut images = Vec::new();
+    // The test switch as an environment variable too, so that a test can
+    // set it through `ckpt restart`, which execs us.
+    opts.force_vdso_mismatch =
+        std::env::var_os("CKPT_TEST_VDSO_MISMATCH").is_some_and(|v| v == "1");
     for a in std::env::args_os().skip(1) {
         match a.to_str() {
             Some("--debug") => debug = true,
