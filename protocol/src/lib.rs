@@ -49,6 +49,14 @@ pub struct WorkerInfo {
     pub unique_id: String,
     /// Generation of the image this process was restarted from (0 = never).
     pub restarted_from: u64,
+    /// Newest generation this process wrote or was restored from (0 =
+    /// none): a coordinator started again after a crash continues the
+    /// numbering from here. Absent from older peers (reads as 0).
+    #[serde(default)]
+    pub last_generation: u64,
+    /// Computation id of that generation (hex, 32 digits; empty = none).
+    #[serde(default)]
+    pub computation_id: String,
 }
 
 /// First message on every connection.

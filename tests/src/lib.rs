@@ -179,6 +179,7 @@ pub struct Computation {
     /// Coordinator port.
     pub port: u16,
     coord: Child,
+    coord_args: Vec<String>,
     /// The current process.
     pub proc: Option<Proc>,
     /// Commands are prefixed with this (e.g. setpriv, bash -c 'ulimit ...').
@@ -207,6 +208,21 @@ impl Computation {
         wrapper: Vec<String>,
         prepare: impl FnOnce(&Path),
     ) -> Computation {
+        Self::build(tag, wrapper, prepare, &[])
+    }
+
+    /// A coordinator on port 0 with extra options (`--interval 1`,
+    /// `--keep 2`, `--exit-on-last`, ...).
+    pub fn with_coordinator_args(tag: &str, args: &[&str]) -> Computation {
+        Self::build(tag, vec![], |_| {}, args)
+    }
+
+    fn build(
+        tag: &str,
+        wrapper: Vec<String>,
+        prepare: impl FnOnce(&Path),
+        args: &[&str],
+    ) -> Computation {
         let dir = TempDir::new(tag);
         let tmpdir = dir.path().join("run");
         let ckpt_dir = dir.path().join("images");
@@ -214,25 +230,44 @@ impl Computation {
         std::fs::create_dir_all(&tmpdir).unwrap();
         let _ = Command::new("chmod").arg("0700").arg(&tmpdir).status();
         prepare(dir.path());
-        let port_file = dir.path().join("port");
-        let mut cmd = Self::wrapped(&wrapper, &ckpt());
-        cmd.args([
-            "coordinator",
-            "--daemon",
-            "--quiet",
-            "--port",
-            "0",
-            "--port-file",
-        ])
-        .arg(&port_file)
-        .env("CKPT_TMPDIR", &tmpdir)
-        .env_remove("CKPT_SECRET")
-        .env_remove("CKPT_DIR")
-        .stdin(Stdio::null());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (coord, port) = Self::start_coordinator_at(&wrapper, &tmpdir, &dir.path().join("port"), 0, &args);
+        Computation {
+            dir,
+            tmpdir,
+            ckpt_dir,
+            port,
+            coord,
+            coord_args: args,
+            proc: None,
+            wrapper,
+            stdout: Stdout::Pipe,
+            env: vec![],
+        }
+    }
+
+    /// Starts a coordinator (console on a closed stdin, so it reads
+    /// nothing) and waits for its port file.
+    fn start_coordinator_at(
+        wrapper: &[String],
+        tmpdir: &Path,
+        port_file: &Path,
+        port: u16,
+        args: &[String],
+    ) -> (Child, u16) {
+        let _ = std::fs::remove_file(port_file);
+        let mut cmd = Self::wrapped(wrapper, &ckpt());
+        cmd.args(["coordinator", "--quiet", "--port", &port.to_string(), "--port-file"])
+            .arg(port_file)
+            .args(args)
+            .env("CKPT_TMPDIR", tmpdir)
+            .env_remove("CKPT_SECRET")
+            .env_remove("CKPT_DIR")
+            .stdin(Stdio::null());
         let mut coord = cmd.spawn().expect("starting the coordinator");
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
+            if let Some(p) = std::fs::read_to_string(port_file)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
             {
@@ -247,17 +282,26 @@ impl Computation {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        Computation {
-            dir,
-            tmpdir,
-            ckpt_dir,
-            port,
-            coord,
-            proc: None,
-            wrapper,
-            stdout: Stdout::Pipe,
-            env: vec![],
-        }
+        (coord, port)
+    }
+
+    /// Kills the coordinator with SIGKILL (the processes keep running).
+    pub fn kill_coordinator(&mut self) {
+        let _ = self.coord.kill();
+        let _ = self.coord.wait();
+    }
+
+    /// Starts a coordinator again on the same port, with the same options.
+    pub fn restart_coordinator(&mut self) {
+        let (coord, port) = Self::start_coordinator_at(
+            &self.wrapper,
+            &self.tmpdir,
+            &self.dir.path().join("port"),
+            self.port,
+            &self.coord_args,
+        );
+        assert_eq!(port, self.port);
+        self.coord = coord;
     }
 
     fn wrapped(wrapper: &[String], exe: &Path) -> Command {
@@ -270,7 +314,9 @@ impl Computation {
         }
     }
 
-    fn spawn(&mut self, args: Vec<String>) {
+    /// Runs `ckpt ARGS...` as the computation's process (its output is
+    /// what `wait_for_line` reads); kills the previous one.
+    pub fn spawn(&mut self, args: Vec<String>) {
         if let Some(p) = self.proc.as_mut() {
             let _ = p.child.kill();
             let _ = p.child.wait();

@@ -65,7 +65,10 @@ impl Client {
             tcp_connect(host, port, Duration::from_secs(5)).map_err(ConnectError::Unreachable)?;
         // A missing secret file is not fatal here: the coordinator refuses
         // us with a clear reason, which is the better message.
-        let secret = crate::secret::read_secret(tmpdir, port).unwrap_or_default();
+        let (secret, no_secret) = match crate::secret::read_secret(tmpdir, port) {
+            Ok(s) => (s, None),
+            Err(e) => (String::new(), Some(format!("{e:#}"))),
+        };
         let reader = BufReader::new(
             stream
                 .try_clone()
@@ -83,7 +86,10 @@ impl Client {
         match ckpt_protocol::recv::<_, ToClient>(&mut c.reader) {
             Ok(Some(ToClient::Welcome { .. })) => Ok(c),
             Ok(Some(ToClient::Refused { reason })) => Err(ConnectError::Refused(format!(
-                "the coordinator at {host}:{port} refused the connection: {reason}"
+                "the coordinator at {host}:{port} refused the connection: {reason}{}",
+                no_secret
+                    .map(|e| format!(" (we had no secret to present: {e})"))
+                    .unwrap_or_default()
             ))),
             Ok(other) => Err(ConnectError::Unreachable(anyhow!(
                 "coordinator at {host}:{port}: unexpected answer to hello: {other:?}"

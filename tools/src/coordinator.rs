@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,6 +34,10 @@ pub struct Opts {
     pub tmpdir: PathBuf,
     pub compress: bool,
     pub open_files: bool,
+    /// Generations kept (each in `ckpt_gen_<N>/` beside the images), >= 1.
+    pub keep: u64,
+    /// Log every connection and command.
+    pub debug: bool,
 }
 
 struct Worker {
@@ -68,13 +72,15 @@ struct State {
     last_start: Instant,
     pending: Option<Pending>,
     ever_connected: bool,
+    /// Changes only when a worker reports the id of an older checkpoint
+    /// (a coordinator started again after a crash).
+    computation_id: String,
 }
 
 struct Shared {
     opts: Opts,
     port: u16,
     secret: String,
-    computation_id: String,
     exe: String,
     st: Mutex<State>,
 }
@@ -90,6 +96,12 @@ impl Shared {
         }
     }
 
+    fn debug(&self, msg: &str) {
+        if self.opts.debug {
+            println!("[ckpt coordinator] debug: {msg}");
+        }
+    }
+
     fn secret_file(&self) -> PathBuf {
         secret::secret_path(&self.opts.tmpdir, self.port)
     }
@@ -99,6 +111,17 @@ impl Shared {
         let _ = std::fs::remove_file(self.secret_file());
         let _ = std::io::stdout().flush();
         std::process::exit(code)
+    }
+
+    /// `q`: nobody new gets in, every process is killed, and we go.
+    fn quit(&self, before_exit: impl FnOnce(&str)) -> ! {
+        let _ = std::fs::remove_file(self.secret_file());
+        let n = kill_all(self, &mut self.lock());
+        before_exit(&format!("killed {n} process(es); coordinator exiting"));
+        self.say("quit");
+        // Let the killed workers read their Kill before the connections go.
+        std::thread::sleep(Duration::from_millis(100));
+        self.exit(0)
     }
 }
 
@@ -113,11 +136,22 @@ pub fn run(opts: Opts) -> Result<i32> {
     let listener = TcpListener::bind((opts.listen.as_str(), opts.port))
         .with_context(|| format!("listening on {}:{}", opts.listen, opts.port))?;
     let port = listener.local_addr().context("local address")?.port();
-    let secret = match std::env::var("CKPT_SECRET") {
-        Ok(s) if !s.is_empty() => s,
-        _ => secret::random_hex(32)?,
+    let secret_file = secret::secret_path(&opts.tmpdir, port);
+    let (secret, reused) = match std::env::var("CKPT_SECRET") {
+        Ok(s) if !s.is_empty() => (s, false),
+        _ => match secret::previous_secret(&secret_file) {
+            Some(s) => (s, true),
+            None => (secret::random_hex(32)?, false),
+        },
     };
-    secret::write_secret(&secret::secret_path(&opts.tmpdir, port), &secret)?;
+    secret::write_secret(&secret_file, &secret)?;
+    let log = opts.tmpdir.join(format!("ckpt-coordinator-{port}.log"));
+    // In the background: the parent returns from here only in the child.
+    let ready = if opts.daemon {
+        Some(detach(&log, port, opts.quiet)?)
+    } else {
+        None
+    };
     if let Some(pf) = &opts.port_file {
         let tmp = pf.with_extension("tmp");
         std::fs::write(&tmp, format!("{port}\n"))
@@ -131,7 +165,6 @@ pub fn run(opts: Opts) -> Result<i32> {
     let shared = Arc::new(Shared {
         port,
         secret,
-        computation_id: secret::random_hex(16)?,
         exe,
         st: Mutex::new(State {
             next_id: 1,
@@ -142,6 +175,7 @@ pub fn run(opts: Opts) -> Result<i32> {
             last_start: Instant::now(),
             pending: None,
             ever_connected: false,
+            computation_id: secret::random_hex(16)?,
         }),
         opts,
     });
@@ -167,7 +201,16 @@ pub fn run(opts: Opts) -> Result<i32> {
                 "no"
             }
         );
-        println!("  secret file: {}", shared.secret_file().display());
+        println!(
+            "  secret file: {}{}",
+            shared.secret_file().display(),
+            if reused {
+                " (taken over from a previous coordinator on this port)"
+            } else {
+                ""
+            }
+        );
+        println!("  generations kept: {}", shared.opts.keep);
         if !shared.opts.daemon {
             println!("Type '?' for help.");
         }
@@ -177,7 +220,10 @@ pub fn run(opts: Opts) -> Result<i32> {
         let sh = shared.clone();
         std::thread::spawn(move || timer(&sh));
     }
-    if !shared.opts.daemon {
+    if let Some(mut ready) = ready {
+        // The parent waiting in `detach` exits 0 now.
+        let _ = ready.write_all(b"R");
+    } else {
         let sh = shared.clone();
         std::thread::spawn(move || console(&sh));
     }
@@ -191,6 +237,71 @@ pub fn run(opts: Opts) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `--daemon`: forks; the parent waits until the child is listening and
+/// exits 0 (1 if the child died first). The child leaves the caller's
+/// session (setsid: no controlling terminal, no SIGHUP when the launching
+/// shell goes), writes its output to `log` (0600), and gets the write end
+/// of the ready pipe.
+fn detach(log: &Path, port: u16, quiet: bool) -> Result<std::fs::File> {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let logf = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(log)
+        .with_context(|| format!("creating the log {}", log.display()))?;
+    let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe2");
+    }
+    // SAFETY: both fds were just created and are owned here alone.
+    let (mut rd, wr) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    let _ = std::io::stdout().flush();
+    // SAFETY: no other thread exists yet (the coordinator's threads start
+    // after this), so the child is a complete copy.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            drop(rd);
+            // SAFETY: plain syscalls on fds we own; setsid cannot fail for
+            // a fresh child (it is not a process group leader).
+            unsafe {
+                libc::setsid();
+                libc::dup2(devnull.as_raw_fd(), 0);
+                libc::dup2(logf.as_raw_fd(), 1);
+                libc::dup2(logf.as_raw_fd(), 2);
+            }
+            Ok(wr)
+        }
+        pid => {
+            drop(wr);
+            let mut b = [0u8; 1];
+            if rd.read(&mut b).unwrap_or(0) == 1 {
+                if !quiet {
+                    println!(
+                        "ckpt coordinator running in the background: port {port}, pid {pid}, log {}",
+                        log.display()
+                    );
+                }
+                std::process::exit(0);
+            }
+            eprintln!(
+                "ckpt coordinator: the background coordinator died while starting (see {})",
+                log.display()
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 fn timer(sh: &Shared) {
@@ -219,17 +330,29 @@ fn console(sh: &Shared) {
             Some("c") => Command::Checkpoint,
             Some("bc") => Command::BlockingCheckpoint,
             Some("k") => Command::Kill,
-            Some("q") => Command::Quit,
-            Some("i") => match words.next().and_then(|w| w.parse().ok()) {
-                Some(n) => Command::Interval(n),
+            Some("q") | Some("quit") => {
+                sh.quit(|m| println!("{m}"));
+            }
+            Some("i") => match words.next().map(|w| w.parse()) {
+                Some(Ok(n)) => Command::Interval(n),
                 None => {
-                    println!("usage: i SECONDS (0 = off)");
+                    let n = sh.lock().interval;
+                    if n == 0 {
+                        println!("checkpoint interval: off");
+                    } else {
+                        println!("checkpoint interval: {n} s");
+                    }
+                    let _ = std::io::stdout().flush();
+                    continue;
+                }
+                Some(Err(_)) => {
+                    println!("usage: i [SECONDS] (show, or set; 0 = off)");
                     continue;
                 }
             },
             Some("?") | Some("h") | Some("help") => {
                 println!(
-                    "Commands:\n  l  list processes\n  s  status\n  c  checkpoint all\n  bc checkpoint all and wait\n  i N  checkpoint every N seconds (0 = off)\n  k  kill all processes\n  q  kill all processes and quit\n  ?  this help"
+                    "Commands:\n  l  list processes\n  s  status\n  c  checkpoint all\n  bc checkpoint all and wait\n  i  show the checkpoint interval\n  i N  checkpoint every N seconds (0 = off)\n  k  kill all processes\n  q  kill all processes and quit\n  ?  this help"
                 );
                 continue;
             }
@@ -288,7 +411,7 @@ fn start_checkpoint(
             .unwrap_or_default(),
         compress: sh.opts.compress,
         open_files: sh.opts.open_files,
-        computation_id: sh.computation_id.clone(),
+        computation_id: st.computation_id.clone(),
     };
     let mut pending = Pending {
         generation,
@@ -333,7 +456,7 @@ fn maybe_complete(sh: &Shared, st: &mut State) {
         Reply::Error { message }
     } else {
         st.completed = p.generation;
-        if let Err(e) = write_restart_files(sh, p.generation, &p.images) {
+        if let Err(e) = write_restart_files(sh, &st.computation_id, p.generation, &p.images) {
             sh.say(&format!("checkpoint {}: {e:#}", p.generation));
         }
         sh.say(&format!(
@@ -355,7 +478,97 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-fn write_restart_files(sh: &Shared, generation: u64, images: &[ImageRec]) -> Result<()> {
+/// Name of the directory holding generation `g` beside the images.
+pub fn generation_dir_name(g: u64) -> String {
+    format!("ckpt_gen_{g:06}")
+}
+
+/// The generation a `ckpt_gen_<N>` directory name stands for.
+pub fn parse_generation_dir(name: &str) -> Option<u64> {
+    name.strip_prefix("ckpt_gen_")?.parse().ok()
+}
+
+/// Keeps generation `g`: hard links every image into `ckpt_gen_<g>/`
+/// beside it (the writer's next image replaces the main name by rename,
+/// which leaves the linked inode alone). Returns the images with their
+/// generation paths (the main path where linking failed).
+fn link_generation(sh: &Shared, generation: u64, images: &[ImageRec]) -> Vec<ImageRec> {
+    images
+        .iter()
+        .map(|i| {
+            let p = Path::new(&i.path);
+            let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+                return i.clone();
+            };
+            let gdir = parent.join(generation_dir_name(generation));
+            let link = gdir.join(name);
+            let r = std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&gdir)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .and_then(|()| {
+                    let _ = std::fs::remove_file(&link);
+                    std::fs::hard_link(p, &link)
+                });
+            match r {
+                Ok(()) => ImageRec {
+                    path: link.display().to_string(),
+                    ..i.clone()
+                },
+                Err(e) => {
+                    sh.say(&format!(
+                        "checkpoint {generation}: cannot keep {} as {}: {e}",
+                        p.display(),
+                        link.display()
+                    ));
+                    i.clone()
+                }
+            }
+        })
+        .collect()
+}
+
+/// Removes the generations older than the `keep` newest in `dirs`.
+fn prune_generations(sh: &Shared, generation: u64, dirs: &BTreeSet<PathBuf>) {
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(d) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(g) = parse_generation_dir(&name.to_string_lossy()) else {
+                continue;
+            };
+            if g + sh.opts.keep <= generation && e.file_type().is_ok_and(|t| t.is_dir()) {
+                sh.debug(&format!("removing generation {g}: {}", e.path().display()));
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    sh.say(&format!("cannot remove {}: {err}", e.path().display()));
+                }
+            }
+        }
+    }
+}
+
+/// The machine-readable description of one complete checkpoint.
+#[derive(Serialize)]
+struct Manifest<'a> {
+    computation_id: &'a str,
+    generation: u64,
+    created_unix: u64,
+    coordinator_port: u16,
+    images: &'a [ImageRec],
+}
+
+fn write_restart_files(
+    sh: &Shared,
+    computation_id: &str,
+    generation: u64,
+    images: &[ImageRec],
+) -> Result<()> {
     let dir = match &sh.opts.ckpt_dir {
         Some(d) => d.clone(),
         None => match images.first().and_then(|i| Path::new(&i.path).parent()) {
@@ -363,50 +576,78 @@ fn write_restart_files(sh: &Shared, generation: u64, images: &[ImageRec]) -> Res
             None => return Ok(()),
         },
     };
-    #[derive(Serialize)]
-    struct Manifest<'a> {
-        computation_id: &'a str,
-        generation: u64,
-        created_unix: u64,
-        coordinator_port: u16,
-        images: &'a [ImageRec],
-    }
+    let kept = link_generation(sh, generation, images);
     let m = Manifest {
-        computation_id: &sh.computation_id,
+        computation_id,
         generation,
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
         coordinator_port: sh.port,
-        images,
+        images: &kept,
     };
     let json = serde_json::to_string_pretty(&m)? + "\n";
-    write_atomic(&dir.join("ckpt_manifest.json"), json.as_bytes(), 0o600)?;
-    let mut script = format!(
-        "#!/bin/sh\n# Written by the ckpt coordinator: restarts checkpoint {generation} of computation {}.\n\
-         # The coordinator is found through CKPT_COORD_HOST / CKPT_COORD_PORT (started when none runs).\n\
-         CKPT=${{CKPT:-{}}}\n",
-        sh.computation_id,
-        shell_quote(&sh.exe)
-    );
-    if images.len() == 1 {
-        script.push_str(&format!(
-            "exec \"$CKPT\" restart {}\n",
-            shell_quote(&images[0].path)
-        ));
-    } else {
-        for i in images {
-            script.push_str(&format!("\"$CKPT\" restart {} &\n", shell_quote(&i.path)));
-        }
-        script.push_str("wait\n");
+    let gdir = dir.join(generation_dir_name(generation));
+    if gdir.is_dir() {
+        write_atomic(&gdir.join("ckpt_manifest.json"), json.as_bytes(), 0o600)?;
     }
+    write_atomic(&dir.join("ckpt_manifest.json"), json.as_bytes(), 0o600)?;
     write_atomic(
         &dir.join("ckpt_restart_script.sh"),
-        script.as_bytes(),
+        restart_script(&sh.exe, computation_id, generation, &kept).as_bytes(),
         0o700,
     )?;
+    // Only now, with the new generation complete and described, may the
+    // oldest one go.
+    let mut dirs: BTreeSet<PathBuf> = images
+        .iter()
+        .filter_map(|i| Path::new(&i.path).parent().map(Path::to_path_buf))
+        .collect();
+    dirs.insert(dir);
+    prune_generations(sh, generation, &dirs);
     Ok(())
+}
+
+/// A shell script that restarts every image on the host it ran on (ssh
+/// for the other hosts); the host column is there to be edited.
+fn restart_script(exe: &str, computation_id: &str, generation: u64, images: &[ImageRec]) -> String {
+    let mut s = format!(
+        "#!/bin/sh\n\
+         # Written by the ckpt coordinator: restarts checkpoint {generation} of computation\n\
+         # {computation_id}, every process on the host where it ran. Edit a host to move\n\
+         # its process (the image must be readable there, at the same path).\n\
+         # The coordinator is found through CKPT_COORD_HOST / CKPT_COORD_PORT\n\
+         # (one is started when none runs). Exits with the program's status.\n\
+         CKPT=${{CKPT:-{}}}\n\
+         here=$(hostname)\n\
+         restart() {{ # HOST IMAGE\n\
+         \x20 if [ \"$1\" = \"$here\" ] || [ \"$1\" = localhost ]; then\n\
+         \x20   \"$CKPT\" restart \"$2\"\n\
+         \x20 else\n\
+         \x20   ssh \"$1\" \"$CKPT\" restart \"'$2'\"\n\
+         \x20 fi\n\
+         }}\n",
+        shell_quote(exe)
+    );
+    if let [one] = images {
+        s.push_str(&format!(
+            "restart {} {}\n",
+            shell_quote(&one.host),
+            shell_quote(&one.path)
+        ));
+        return s;
+    }
+    s.push_str("pids=\n");
+    for i in images {
+        s.push_str(&format!(
+            "restart {} {} &\npids=\"$pids $!\"\n",
+            shell_quote(&i.host),
+            shell_quote(&i.path)
+        ));
+    }
+    s.push_str("st=0\nfor p in $pids; do wait \"$p\" || st=$?; done\nexit $st\n");
+    s
 }
 
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
@@ -485,12 +726,10 @@ fn execute(sh: &Shared, cmd: Command) -> Reply {
                 message: format!("killed {n} process(es)"),
             }
         }
-        Command::Quit => {
-            let n = kill_all(sh, &mut st);
-            Reply::Ok {
-                message: format!("killed {n} process(es); coordinator exiting"),
-            }
-        }
+        // Handled by the callers (it ends the process); never reached.
+        Command::Quit => Reply::Error {
+            message: "quit is handled by the connection".into(),
+        },
         Command::Interval(n) => {
             st.interval = n;
             st.last_start = Instant::now();
@@ -571,20 +810,20 @@ fn command_client(sh: &Shared, mut r: BufReader<TcpStream>, mut out: TcpStream) 
             );
             continue;
         };
-        let quit = cmd == Command::Quit;
-        if quit {
-            // Nobody new gets in while we go.
-            let _ = std::fs::remove_file(sh.secret_file());
+        sh.debug(&format!("command: {cmd:?}"));
+        if cmd == Command::Quit {
+            sh.quit(|message| {
+                send_to(
+                    &mut out,
+                    &ToClient::Reply(Reply::Ok {
+                        message: message.to_string(),
+                    }),
+                );
+                let _ = out.shutdown(std::net::Shutdown::Both);
+            });
         }
         let reply = execute(sh, cmd);
         send_to(&mut out, &ToClient::Reply(reply));
-        if quit {
-            let _ = out.shutdown(std::net::Shutdown::Both);
-            sh.say("quit");
-            // Let the killed workers read their Kill before we go.
-            std::thread::sleep(Duration::from_millis(100));
-            sh.exit(0);
-        }
     }
 }
 
@@ -594,9 +833,16 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
         let id = st.next_id;
         st.next_id += 1;
         st.ever_connected = true;
-        // A restarted process continues its computation's generations.
-        st.generation = st.generation.max(info.restarted_from);
-        st.completed = st.completed.max(info.restarted_from);
+        // A restarted process, or one that outlived an earlier coordinator,
+        // continues its computation's generations (and id).
+        let last = info.restarted_from.max(info.last_generation);
+        if last > st.completed && st.pending.is_none() {
+            if info.computation_id.len() == 32 {
+                st.computation_id = info.computation_id.clone();
+            }
+            st.completed = last;
+        }
+        st.generation = st.generation.max(last);
         sh.say(&format!(
             "worker connected: {}[{}]@{} {}{}",
             info.program,

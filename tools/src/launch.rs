@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Where the coordinator is, and what a newly started one gets.
 #[derive(Debug, Clone)]
@@ -16,7 +15,12 @@ pub struct CoordTarget {
     pub port: u16,
     pub tmpdir: PathBuf,
     pub interval: Option<u64>,
+    /// `--keep` for a coordinator started here.
+    pub keep: Option<u64>,
     pub quiet: bool,
+    /// `--debug`: verbose logs (`CKPT_DEBUG=1`) for the processes and a
+    /// coordinator started here.
+    pub debug: bool,
 }
 
 fn is_local(host: &str) -> bool {
@@ -66,18 +70,11 @@ pub fn ensure_coordinator(t: &CoordTarget) -> Result<u16> {
     secret::ensure_tmpdir(&t.tmpdir)?;
     let port_file = t.tmpdir.join(format!("coord-port-{}", std::process::id()));
     let _ = std::fs::remove_file(&port_file);
-    let log = t.tmpdir.join(format!(
-        "ckpt-coordinator-{}.log",
-        if t.port == 0 {
-            std::process::id() as u32
-        } else {
-            t.port as u32
-        }
-    ));
-    let logf =
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let exe = std::env::current_exe().context("finding the ckpt executable")?;
     let mut cmd = Command::new(&exe);
+    // --daemon: it forks, leaves our session (it must outlive the shell
+    // that launched the program, and never be a child the program could
+    // reap) and its first process exits once the port is taken.
     cmd.arg("coordinator")
         .args(["--daemon", "--exit-on-last", "--quiet", "--port"])
         .arg(t.port.to_string())
@@ -85,47 +82,46 @@ pub fn ensure_coordinator(t: &CoordTarget) -> Result<u16> {
         .arg(&port_file)
         .env("CKPT_TMPDIR", &t.tmpdir)
         .stdin(Stdio::null())
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .process_group(0);
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if t.host != "127.0.0.1" && t.host != "localhost" {
         cmd.args(["--listen", "0.0.0.0"]);
     }
     if let Some(n) = t.interval {
         cmd.arg("--interval").arg(n.to_string());
     }
-    let mut child = cmd
-        .spawn()
+    if let Some(n) = t.keep {
+        cmd.arg("--keep").arg(n.to_string());
+    }
+    if t.debug {
+        cmd.arg("--debug");
+    }
+    let out = cmd
+        .output()
         .with_context(|| format!("starting {} coordinator", exe.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&port_file) {
-            if let Ok(p) = s.trim().parse::<u16>() {
-                let _ = std::fs::remove_file(&port_file);
-                if !t.quiet {
-                    eprintln!(
-                        "ckpt: started a coordinator on port {p} (log: {})",
-                        log.display()
-                    );
-                }
-                return Ok(p);
+    let port = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok());
+    let _ = std::fs::remove_file(&port_file);
+    match port {
+        Some(p) if out.status.success() => {
+            if !t.quiet {
+                eprintln!(
+                    "ckpt: started a coordinator on port {p} (log: {})",
+                    t.tmpdir
+                        .join(format!("ckpt-coordinator-{p}.log"))
+                        .display()
+                );
             }
+            Ok(p)
         }
-        if let Ok(Some(st)) = child.try_wait() {
-            // Lost a race with another launcher starting one on this port?
-            if t.port != 0 && listening(&t.host, t.port) {
-                return Ok(t.port);
-            }
-            let msg = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("the coordinator exited at once ({st}): {}", msg.trim());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the coordinator did not start within 10 s (log: {})",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        // Lost a race with another launcher starting one on this port?
+        _ if t.port != 0 && listening(&t.host, t.port) => Ok(t.port),
+        _ => bail!(
+            "the coordinator did not start ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
     }
 }
 
@@ -151,6 +147,9 @@ pub fn set_env(
         .env("CKPT_COORD_PORT", port.to_string())
         .env("CKPT_SECRET", secret)
         .env("CKPT_TMPDIR", &t.tmpdir);
+    if t.debug {
+        cmd.env("CKPT_DEBUG", "1");
+    }
     if let Some(d) = ckpt_dir {
         let abs = std::fs::canonicalize(d)
             .with_context(|| format!("checkpoint directory {}", d.display()))?;

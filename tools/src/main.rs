@@ -43,7 +43,7 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         listen: String,
-        /// No console on stdin.
+        /// Run in the background (no console; output to $CKPT_TMPDIR/ckpt-coordinator-<port>.log).
         #[arg(long)]
         daemon: bool,
         /// Exit when the last process disconnects.
@@ -61,9 +61,15 @@ enum Cmd {
         /// Store the contents of open regular files.
         #[arg(long)]
         ckpt_open_files: bool,
+        /// Keep the newest N generations of images (in ckpt_gen_<G>/ beside them).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: u64,
         /// Print nothing but errors.
         #[arg(long)]
         quiet: bool,
+        /// Log every connection and command.
+        #[arg(long)]
+        debug: bool,
         /// Runtime directory; default /tmp/ckpt-$USER.
         #[arg(long, env = "CKPT_TMPDIR")]
         tmpdir: Option<PathBuf>,
@@ -78,6 +84,9 @@ enum Cmd {
         /// Checkpoint every S seconds.
         #[arg(long)]
         interval: Option<u64>,
+        /// Generations a coordinator started here keeps (default 1).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
         /// Store page data uncompressed.
         #[arg(long)]
         no_compress: bool,
@@ -87,6 +96,9 @@ enum Cmd {
         /// Say nothing about the coordinator.
         #[arg(long)]
         quiet: bool,
+        /// Verbose logs under CKPT_TMPDIR (CKPT_DEBUG=1).
+        #[arg(long)]
+        debug: bool,
         /// The program.
         program: String,
         /// Its arguments.
@@ -139,6 +151,9 @@ enum Cmd {
         /// Say nothing about the coordinator.
         #[arg(long)]
         quiet: bool,
+        /// Verbose logs under CKPT_TMPDIR (CKPT_DEBUG=1).
+        #[arg(long)]
+        debug: bool,
         /// Image files.
         images: Vec<PathBuf>,
     },
@@ -148,13 +163,15 @@ enum Cmd {
     Demo,
 }
 
-fn target(c: &CoordArgs, interval: Option<u64>, quiet: bool) -> launch::CoordTarget {
+fn target(c: &CoordArgs, interval: Option<u64>, quiet: bool, debug: bool) -> launch::CoordTarget {
     launch::CoordTarget {
         host: c.coord_host.clone(),
         port: c.coord_port,
         tmpdir: secret::tmpdir(c.tmpdir.as_deref()),
         interval,
+        keep: None,
         quiet,
+        debug,
     }
 }
 
@@ -220,7 +237,9 @@ fn main() {
             ckpt_dir,
             no_compress,
             ckpt_open_files,
+            keep,
             quiet,
+            debug,
             tmpdir,
         } => {
             let ckpt_dir = ckpt_dir.map(|d| std::fs::canonicalize(&d).unwrap_or(d));
@@ -236,19 +255,26 @@ fn main() {
                 tmpdir: secret::tmpdir(tmpdir.as_deref()),
                 compress: !no_compress,
                 open_files: ckpt_open_files,
+                keep,
+                debug,
             })
         }
         Cmd::Launch {
             coord,
             ckpt_dir,
             interval,
+            keep,
             no_compress,
             ckpt_open_files,
             quiet,
+            debug,
             program,
             args,
         } => launch::run(launch::Opts {
-            target: target(&coord, interval, quiet),
+            target: launch::CoordTarget {
+                keep,
+                ..target(&coord, interval, quiet, debug)
+            },
             ckpt_dir,
             no_compress,
             open_files: ckpt_open_files,
@@ -278,7 +304,7 @@ fn main() {
                 &short,
             ) {
                 Ok(op) => {
-                    let t = target(&coord, None, true);
+                    let t = target(&coord, None, true, false);
                     Ok(command::run(&t.host, t.port, &t.tmpdir, op, json))
                 }
                 Err(e) => {
@@ -291,9 +317,10 @@ fn main() {
             coord,
             ckpt_dir,
             quiet,
+            debug,
             images,
         } => restart::run(restart::Opts {
-            target: target(&coord, None, quiet),
+            target: target(&coord, None, quiet, debug),
             ckpt_dir,
             images,
         }),

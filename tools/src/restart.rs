@@ -1,5 +1,6 @@
 //! `ckpt restart`: make sure a coordinator runs, then exec `ckpt-restore`.
 
+use crate::coordinator::parse_generation_dir;
 use crate::launch::{ensure_coordinator, set_env, sibling, CoordTarget};
 use anyhow::{bail, Context, Result};
 use std::os::unix::process::CommandExt;
@@ -13,17 +14,19 @@ pub struct Opts {
     pub images: Vec<PathBuf>,
 }
 
-/// The images named by the manifest in `dir`.
-pub fn manifest_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let path = dir.join("ckpt_manifest.json");
+/// A manifest's generation and images.
+fn read_manifest(path: &Path) -> Result<(u64, Vec<PathBuf>)> {
     let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let generation = v["generation"]
+        .as_u64()
+        .with_context(|| format!("{}: no generation", path.display()))?;
     let images = v["images"]
         .as_array()
         .with_context(|| format!("{}: no images list", path.display()))?;
-    images
+    let images = images
         .iter()
         .map(|i| {
             i["path"]
@@ -31,7 +34,43 @@ pub fn manifest_images(dir: &Path) -> Result<Vec<PathBuf>> {
                 .map(PathBuf::from)
                 .with_context(|| format!("{}: an image without a path", path.display()))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(missing) = images.iter().find(|i| !i.exists()) {
+        bail!("{}: image {} is missing", path.display(), missing.display());
+    }
+    Ok((generation, images))
+}
+
+/// The images of the newest usable manifest in `dir`: `ckpt_manifest.json`
+/// or one of the kept generations' (`ckpt_gen_<N>/ckpt_manifest.json`),
+/// whichever has the highest generation and all its images.
+pub fn manifest_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut candidates = vec![dir.join("ckpt_manifest.json")];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if parse_generation_dir(&e.file_name().to_string_lossy()).is_some() {
+                candidates.push(e.path().join("ckpt_manifest.json"));
+            }
+        }
+    }
+    let mut best: Option<(u64, Vec<PathBuf>)> = None;
+    let mut why = Vec::new();
+    for c in &candidates {
+        match read_manifest(c) {
+            Ok((g, images)) => {
+                if best.as_ref().is_none_or(|b| g > b.0) {
+                    best = Some((g, images));
+                }
+            }
+            Err(e) if c.exists() => why.push(format!("{e:#}")),
+            Err(_) => {}
+        }
+    }
+    match best {
+        Some((_, images)) => Ok(images),
+        None if why.is_empty() => bail!("no ckpt_manifest.json in {}", dir.display()),
+        None => bail!("no usable manifest: {}", why.join("; ")),
+    }
 }
 
 /// `ckpt restart`: only returns on error.

@@ -246,6 +246,26 @@ pub fn init_from_env() -> Config {
     c
 }
 
+/// The computation id the coordinator gave with a checkpoint request (hex,
+/// 32 digits): kept so the hello to a restarted coordinator can carry it.
+pub fn set_computation_id(hex: &str) {
+    let mut out = [0u8; 16];
+    if hex.len() != 32 {
+        return;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        match hex.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()) {
+            Some(b) => *o = b,
+            None => return,
+        }
+    }
+    let mut c = get();
+    if c.computation_id != out {
+        c.computation_id = out;
+        set(c);
+    }
+}
+
 /// A forked child: new identity, new log.
 pub fn after_fork() {
     let mut c = get();

@@ -199,6 +199,8 @@ fn connect(cfg: &config::Config) -> std::io::Result<TcpStream> {
 fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
     config::SOCK_FD.store(s.as_raw_fd(), Ordering::SeqCst);
     let pid = sys::getpid();
+    let restored = RESTORED_FROM.load(Ordering::Relaxed);
+    let last_generation = restored.max(LAST_GEN.load(Ordering::SeqCst));
     let hello = ToCoordinator::Hello(Hello {
         version: PROTOCOL_VERSION,
         secret: cfg.secret.clone(),
@@ -208,7 +210,13 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
             real_pid: pid,
             host: mem::uname().0,
             unique_id: cfg.unique_id.clone(),
-            restarted_from: RESTORED_FROM.load(Ordering::Relaxed),
+            restarted_from: restored,
+            last_generation,
+            computation_id: if last_generation > 0 {
+                cfg.computation_id.iter().map(|b| format!("{b:02x}")).collect()
+            } else {
+                String::new()
+            },
         }),
     });
     let mut w = s;
@@ -238,6 +246,8 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
         match ckpt_protocol::recv::<_, ToClient>(&mut r) {
             Ok(Some(ToClient::Checkpoint(req))) => {
                 log!("checkpoint generation {}", req.generation);
+                // Before the image is taken, so a restored process knows it too.
+                config::set_computation_id(&req.computation_id);
                 let t0 = std::time::Instant::now();
                 let reply = match checkpoint::run(&req) {
                     checkpoint::Outcome::Written { path, bytes } => {
