@@ -231,7 +231,8 @@ impl Computation {
         let _ = Command::new("chmod").arg("0700").arg(&tmpdir).status();
         prepare(dir.path());
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (coord, port) = Self::start_coordinator_at(&wrapper, &tmpdir, &dir.path().join("port"), 0, &args);
+        let (coord, port) =
+            Self::start_coordinator_at(&wrapper, &tmpdir, &dir.path().join("port"), 0, &args);
         Computation {
             dir,
             tmpdir,
@@ -257,13 +258,19 @@ impl Computation {
     ) -> (Child, u16) {
         let _ = std::fs::remove_file(port_file);
         let mut cmd = Self::wrapped(wrapper, &ckpt());
-        cmd.args(["coordinator", "--quiet", "--port", &port.to_string(), "--port-file"])
-            .arg(port_file)
-            .args(args)
-            .env("CKPT_TMPDIR", tmpdir)
-            .env_remove("CKPT_SECRET")
-            .env_remove("CKPT_DIR")
-            .stdin(Stdio::null());
+        cmd.args([
+            "coordinator",
+            "--quiet",
+            "--port",
+            &port.to_string(),
+            "--port-file",
+        ])
+        .arg(port_file)
+        .args(args)
+        .env("CKPT_TMPDIR", tmpdir)
+        .env_remove("CKPT_SECRET")
+        .env_remove("CKPT_DIR")
+        .stdin(Stdio::null());
         let mut coord = cmd.spawn().expect("starting the coordinator");
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = loop {
