@@ -406,7 +406,7 @@ wire_tag_enum!(RegionKind {
 });
 wire_tag_enum!(FileStorage { Embedded = 0, ByReference = 1 });
 
-/// `FdKind` tags (spec §4.6).
+/// `FdKind` tags (spec §4.5).
 mod fd_tag {
     pub const UNSUPPORTED: u16 = 0;
     pub const REGULAR_FILE: u16 = 1;

@@ -88,6 +88,8 @@ pub struct Encoder<W: Write> {
     /// Page ranges covered by chunks so far: start -> end.
     chunk_map: BTreeMap<u64, u64>,
     process_written: bool,
+    /// SIGNALS, TIMERS, RLIMITS, PID_TABLE written so far (at most once each).
+    once_written: Vec<RecordKind>,
     threads: u64,
 }
 
@@ -121,10 +123,11 @@ impl<W: Write> Encoder<W> {
             region_map: BTreeMap::new(),
             chunk_map: BTreeMap::new(),
             process_written: false,
+            once_written: Vec::new(),
             threads: 0,
         };
         e.put(&raw::to_bytes(&Preamble::current()))?;
-        e.record(RecordKind::Header, &codec::encode(header))?;
+        e.meta(RecordKind::Header, header)?;
         Ok(e)
     }
 
@@ -166,8 +169,39 @@ impl<W: Write> Encoder<W> {
         self.put(payload)
     }
 
+    /// A metadata record. The payload is decoded back before it is
+    /// written, so a value that breaks a limit of spec §8.1 (a string,
+    /// path or XSAVE area too long, a payload over
+    /// `MAX_METADATA_PAYLOAD`) is refused here, with the offset it would
+    /// have had, rather than written as an image no reader accepts.
     fn meta<T: Wire>(&mut self, kind: RecordKind, v: &T) -> Result<()> {
-        self.record(kind, &codec::encode(v))
+        let payload = codec::encode(v);
+        let base = self.offset + raw::RECORD_HEADER_LEN;
+        if payload.len() as u64 > crate::decode::MAX_METADATA_PAYLOAD {
+            return Err(Error::LimitExceeded {
+                at: crate::error::At {
+                    offset: self.offset,
+                    record: Some(kind),
+                },
+                what: "payload length",
+                value: payload.len() as u64,
+                limit: crate::decode::MAX_METADATA_PAYLOAD,
+            });
+        }
+        codec::decode::<T>(&payload, base, kind)?;
+        self.record(kind, &payload)
+    }
+
+    /// A record of a kind an image holds at most once.
+    fn once<T: Wire>(&mut self, kind: RecordKind, v: &T) -> Result<()> {
+        if self.once_written.contains(&kind) {
+            return Err(Error::Usage(
+                "SIGNALS, TIMERS, RLIMITS and PID_TABLE are written at most once",
+            ));
+        }
+        self.meta(kind, v)?;
+        self.once_written.push(kind);
+        Ok(())
     }
 
     /// The PROCESS record (exactly once).
@@ -208,22 +242,22 @@ impl<W: Write> Encoder<W> {
 
     /// The SIGNALS record.
     pub fn signals(&mut self, s: &SignalState) -> Result<()> {
-        self.meta(RecordKind::Signals, s)
+        self.once(RecordKind::Signals, s)
     }
 
     /// The TIMERS record.
     pub fn timers(&mut self, t: &Timers) -> Result<()> {
-        self.meta(RecordKind::Timers, t)
+        self.once(RecordKind::Timers, t)
     }
 
     /// The RLIMITS record.
     pub fn rlimits(&mut self, r: &[Rlimit]) -> Result<()> {
-        self.meta(RecordKind::Rlimits, &r.to_vec())
+        self.once(RecordKind::Rlimits, &r.to_vec())
     }
 
     /// The PID_TABLE record.
     pub fn pid_table(&mut self, p: &[PidEntry]) -> Result<()> {
-        self.meta(RecordKind::PidTable, &p.to_vec())
+        self.once(RecordKind::PidTable, &p.to_vec())
     }
 
     /// A SOCKET_PEER record.

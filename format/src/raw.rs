@@ -67,7 +67,7 @@ pub struct Preamble {
     pub crc: u32,
 }
 
-/// Spec §3: the header in front of every record (24 bytes); the payload
+/// Spec §3.1: the header in front of every record (24 bytes); the payload
 /// follows immediately, with no alignment.
 #[derive(BinRead, BinWrite, Clone, Copy, Debug, PartialEq, Eq)]
 #[brw(little)]
@@ -89,7 +89,7 @@ pub struct RecordHeader {
     pub header_crc: u32,
 }
 
-/// Spec §5: the chunk header at the start of every PAGES payload (32
+/// Spec §5.1: the chunk header at the start of every PAGES payload (32
 /// bytes). The payload is this header, `pad` zero bytes, then
 /// `stored_len` bytes of data; `payload_len = 32 + pad + stored_len` and
 /// the record's payload CRC covers all three.
@@ -225,7 +225,7 @@ impl Trailer {
     }
 }
 
-/// Record kinds (spec §4). Non-exhaustive: a minor version may add kinds,
+/// Record kinds (spec §3.3). Non-exhaustive: a minor version may add kinds,
 /// which older readers see as [`RecordKind::Unknown`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]

@@ -269,14 +269,72 @@ fn long_paths_are_refused_before_allocating() {
 
 #[test]
 fn oversized_xsave_is_refused() {
+    // The encoder will not write one...
     let s = sample::tiny();
     let mut t = s.threads[0].clone();
     t.xsave = vec![0; (MAX_XSAVE + 1) as usize];
     let mut e = Encoder::new(Vec::new(), &s.header).unwrap();
     e.process(&s.process).unwrap();
-    e.thread(&s.threads[0]).unwrap();
-    e.thread(&t).unwrap();
-    refused(&e.finish().unwrap(), "XSAVE area size");
+    let err = e
+        .thread(&t)
+        .expect_err("the encoder wrote an oversized XSAVE area");
+    assert!(
+        matches!(err, Error::LimitExceeded { limit, .. } if limit == MAX_XSAVE),
+        "{err}"
+    );
+    // ...and every reader refuses one that another writer made: the
+    // sample's THREAD payload with its XSAVE area grown past the limit.
+    let p = Payloads::of_tiny();
+    let good = p.get(RecordKind::Thread, 0);
+    let u32_at = |o: usize| u32::from_le_bytes(good[o..o + 4].try_into().unwrap()) as usize;
+    let n = 12 + u32_at(8); // spec §4.3: regs at n, xsave at n + 216
+    let old = u32_at(n + 216);
+    let mut bad = good[..n + 216].to_vec();
+    bad.extend_from_slice(&(MAX_XSAVE as u32 + 1).to_le_bytes());
+    bad.resize(bad.len() + MAX_XSAVE as usize + 1, 0);
+    bad.extend_from_slice(&good[n + 220 + old..]);
+    let mut r = base(&p);
+    r.record(RecordKind::Thread, &bad);
+    refused(&r.finish(), "XSAVE area size");
+}
+
+#[test]
+fn the_encoder_refuses_what_a_reader_would_refuse() {
+    let s = sample::tiny();
+    // A string over MAX_STRING.
+    let mut h = s.header.clone();
+    h.program = "x".repeat(MAX_STRING as usize + 1);
+    let err = Encoder::new(Vec::new(), &h)
+        .err()
+        .expect("long program name written");
+    assert!(
+        matches!(err, Error::LimitExceeded { limit, .. } if limit == MAX_STRING),
+        "{err}"
+    );
+    // A path over MAX_PATH, reported at the offset it would have had.
+    let mut e = Encoder::new(Vec::new(), &s.header).unwrap();
+    e.process(&s.process).unwrap();
+    let mut r = s.regions[0].clone();
+    r.name = vec![b'/'; MAX_PATH as usize + 1];
+    let at = e.offset();
+    match e.region(&r) {
+        Err(Error::LimitExceeded { at: a, limit, .. }) => {
+            assert_eq!(limit, MAX_PATH);
+            assert_eq!(a.offset, at + 24 + 23, "the name's length field");
+            assert_eq!(a.record, Some(RecordKind::Region));
+        }
+        other => panic!("long region name: {other:?}"),
+    }
+    // Once-only records, twice.
+    let mut e = Encoder::new(Vec::new(), &s.header).unwrap();
+    e.signals(&s.signals).unwrap();
+    assert!(matches!(e.signals(&s.signals), Err(Error::Usage(_))));
+    e.timers(&s.timers).unwrap();
+    assert!(matches!(e.timers(&s.timers), Err(Error::Usage(_))));
+    e.rlimits(&s.rlimits).unwrap();
+    assert!(matches!(e.rlimits(&s.rlimits), Err(Error::Usage(_))));
+    e.pid_table(&s.pid_table).unwrap();
+    assert!(matches!(e.pid_table(&s.pid_table), Err(Error::Usage(_))));
 }
 
 #[test]
