@@ -713,7 +713,11 @@ fn crash_during_a_checkpoint_leaves_the_previous_generation() {
         || (std::fs::metadata(&tmp).ok()?.len() > 16 << 20).then_some(()),
     );
     c.kill();
-    let partial = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+    // kill -9 leaves the half-written temporary image behind.
+    let partial = std::fs::metadata(&tmp)
+        .expect("killed before the new image was complete")
+        .len();
+    eprintln!("killed with {partial} of {before} bytes written");
     assert!(
         partial < before,
         "killed mid-write ({partial} of {before} bytes)"
@@ -900,4 +904,26 @@ fn listens_on_loopback_only_by_default() {
     assert!(r.is_err(), "{addr}:{} must not answer", c.port);
     assert!(std::net::TcpStream::connect(("127.0.0.1", c.port)).is_ok());
     assert_eq!(mode(&c.tmpdir.join(format!("secret-{}", c.port))), 0o600);
+}
+
+#[test]
+fn restart_starts_a_coordinator_when_none_runs() {
+    let mut c = Computation::new("restart-starts");
+    c.launch(&program("counter"), &[]);
+    c.wait_lines(2, is_count, T);
+    let img = c.checkpoint();
+    c.kill();
+    c.kill_coordinator();
+    assert_eq!(c.command(&["s"]).status.code(), Some(2), "nothing listens");
+    // `restart` finds no coordinator on the port and starts one there.
+    c.restart(&img);
+    c.wait_lines(2, is_count, T);
+    assert_eq!(coordinators_using(&c.tmpdir).len(), 1);
+    let out = c.command(&["bc"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(c.command(&["q"]).status.success());
+    assert_eq!(c.wait_exit(T), Some(75));
+    eventually(T, "the started coordinator quits", || {
+        coordinators_using(&c.tmpdir).is_empty().then_some(())
+    });
 }
