@@ -138,7 +138,12 @@ fn describe_fd(f: &FdEntry) -> String {
         } => format!(
             "file {}{} offset {offset}{}",
             lossy(&file.path),
-            if *deleted { " (deleted)" } else { "" },
+            // /proc gives the path of an unlinked file with " (deleted)".
+            if *deleted && !file.path.ends_with(b" (deleted)") {
+                " (deleted)"
+            } else {
+                ""
+            },
             contents.as_ref().map_or(String::new(), |c| format!(
                 ", contents stored ({})",
                 human(c.len() as u64)
@@ -357,7 +362,14 @@ pub fn render(img: &MappedImage, name: &str) -> String {
         if t.flags.0 & ThreadFlags::CHECKPOINT_THREAD != 0 {
             flags.push("checkpoint thread");
         }
-        let _ = writeln!(w, "  tid {} \"{}\" {}", t.tid.0, t.name, flags.join(", "));
+        let _ = writeln!(
+            w,
+            "  tid {} \"{}\"{}{}",
+            t.tid.0,
+            t.name,
+            if flags.is_empty() { "" } else { " " },
+            flags.join(", ")
+        );
         let r = &t.regs;
         let _ = writeln!(
             w,
@@ -400,11 +412,15 @@ pub fn render(img: &MappedImage, name: &str) -> String {
             t.robust_list_len,
             t.clear_child_tid.0,
             t.xsave.len(),
-            t.pending
-                .iter()
-                .map(|s| signame(s.signo))
-                .collect::<Vec<_>>()
-                .join(",")
+            if t.pending.is_empty() {
+                "none".to_string()
+            } else {
+                t.pending
+                    .iter()
+                    .map(|s| signame(s.signo))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
         );
         let _ = writeln!(
             w,
