@@ -57,6 +57,10 @@ pub struct WorkerInfo {
     /// Computation id of that generation (hex, 32 digits; empty = none).
     #[serde(default)]
     pub computation_id: String,
+    /// Directory its images go to (absolute; empty = unknown). In a list,
+    /// the coordinator's `--ckpt-dir` when it has one.
+    #[serde(default)]
+    pub ckpt_dir: String,
 }
 
 /// First message on every connection.

@@ -927,3 +927,67 @@ fn restart_starts_a_coordinator_when_none_runs() {
         coordinators_using(&c.tmpdir).is_empty().then_some(())
     });
 }
+
+/// `bc` on a terminal shows bytes and rate; in a script (a pipe) and with
+/// `--quiet` it says nothing of the kind.
+#[test]
+fn checkpoint_progress_on_a_terminal_only() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let mut c = Computation::new("progress");
+    c.env.push(("HEAP_MB".into(), "512".into()));
+    c.spawn(vec![
+        "launch".into(),
+        "--quiet".into(),
+        "--no-compress".into(),
+        "--ckpt-dir".into(),
+        c.ckpt_dir.display().to_string(),
+        program("heap1g").display().to_string(),
+    ]);
+    c.wait_connected(1, T);
+    c.wait_for_line(|l| l.starts_with("ready"), Duration::from_secs(120));
+    let line = format!("'{}' command bc", ckpt().display());
+    let tty = Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("CKPT_TMPDIR", &c.tmpdir)
+        .env("CKPT_COORD_PORT", c.port.to_string())
+        .env_remove("CKPT_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{tty:?}");
+    assert!(said.contains("checkpoint 1 complete"), "{said}");
+    let summary = said
+        .split(['\r', '\n'])
+        .find(|l| l.contains("MiB written in"))
+        .unwrap_or_else(|| panic!("no progress on a terminal: {said}"));
+    let mib: f64 = summary
+        .trim()
+        .trim_start_matches("checkpoint: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(mib > 500.0, "the bytes of a 512 MiB heap: {summary}");
+    assert!(summary.contains("MiB/s"), "{summary}");
+
+    let piped = c.command(&["bc"]);
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("MiB"),
+        "{piped:?}"
+    );
+    let quiet = c.command(&["bc", "--quiet"]);
+    assert!(quiet.status.success(), "{quiet:?}");
+    assert!(
+        quiet.stdout.is_empty() && quiet.stderr.is_empty(),
+        "{quiet:?}"
+    );
+    let s = c.command(&["s", "--quiet"]);
+    assert_eq!(s.status.code(), Some(0));
+    assert!(s.stdout.is_empty());
+}

@@ -139,28 +139,132 @@ pub fn render_list(list: &[ckpt_protocol::ProcessEntry]) -> String {
     out
 }
 
-/// `ckpt command`: prints the answer, returns the exit code.
-pub fn run(host: &str, port: u16, tmpdir: &Path, cmd: Command, json: bool) -> i32 {
+/// The temporary images a blocking checkpoint is writing on this host,
+/// found from the process list (`<dir>/ckpt_<program>_<unique-id>.ckpt`).
+fn local_images(list: &[ckpt_protocol::ProcessEntry]) -> Vec<std::path::PathBuf> {
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    list.iter()
+        .filter(|p| p.info.host == here && !p.info.ckpt_dir.is_empty())
+        .map(|p| {
+            Path::new(&p.info.ckpt_dir).join(format!(
+                "ckpt_{}_{}.ckpt",
+                p.info.program, p.info.unique_id
+            ))
+        })
+        .collect()
+}
+
+/// Bytes written so far: the temporary image while it grows, the final one
+/// once it is renamed (if it is newer than `since`).
+fn bytes_written(images: &[std::path::PathBuf], since: std::time::SystemTime) -> u64 {
+    images
+        .iter()
+        .map(|img| {
+            let tmp = std::path::PathBuf::from(format!("{}.tmp", img.display()));
+            match std::fs::metadata(&tmp) {
+                Ok(m) => m.len(),
+                Err(_) => std::fs::metadata(img)
+                    .ok()
+                    .filter(|m| m.modified().is_ok_and(|t| t >= since))
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            }
+        })
+        .sum()
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// A blocking checkpoint that shows bytes and rate on stderr (a terminal)
+/// while the images of the processes on this host are written.
+fn bc_with_progress(host: &str, port: u16, tmpdir: &Path) -> Result<Reply, (i32, String)> {
+    let mut c = Client::connect(host, port, tmpdir).map_err(|e| (2, e.to_string()))?;
+    let images = match c.request(Command::List) {
+        Ok(Reply::List(l)) => local_images(&l),
+        _ => vec![],
+    };
+    let since = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shown = {
+        let (done, images) = (done.clone(), images.clone());
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            let mut shown = false;
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(250));
+                let b = bytes_written(&images, since);
+                if b > 0 && !done.load(Ordering::Acquire) {
+                    let s = t0.elapsed().as_secs_f64().max(0.001);
+                    eprint!(
+                        "\rcheckpoint: {:.1} MiB written ({:.1} MiB/s)   ",
+                        mib(b),
+                        mib(b) / s
+                    );
+                    shown = true;
+                }
+            }
+            shown
+        })
+    };
+    let reply = c.request(Command::BlockingCheckpoint);
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let shown = shown.join().unwrap_or(false);
+    if matches!(reply, Ok(Reply::Checkpointed { .. })) && !images.is_empty() {
+        let b = bytes_written(&images, since);
+        let s = t0.elapsed().as_secs_f64().max(0.001);
+        eprintln!(
+            "\rcheckpoint: {:.1} MiB written in {s:.1} s ({:.1} MiB/s)   ",
+            mib(b),
+            mib(b) / s
+        );
+    } else if shown {
+        eprintln!();
+    }
+    reply.map_err(|e| (2, format!("{e:#}")))
+}
+
+fn stderr_is_tty() -> bool {
+    // SAFETY: isatty only inspects the fd.
+    unsafe { libc::isatty(2) == 1 }
+}
+
+/// `ckpt command`: prints the answer (nothing but errors with `quiet`),
+/// returns the exit code. A blocking checkpoint shows its progress when
+/// stderr is a terminal.
+pub fn run(host: &str, port: u16, tmpdir: &Path, cmd: Command, json: bool, quiet: bool) -> i32 {
     let is_ckpt = matches!(cmd, Command::Checkpoint | Command::BlockingCheckpoint);
-    let reply = match one(host, port, tmpdir, cmd.clone()) {
+    let progress = cmd == Command::BlockingCheckpoint && !quiet && !json && stderr_is_tty();
+    let answer = if progress {
+        bc_with_progress(host, port, tmpdir)
+    } else {
+        one(host, port, tmpdir, cmd.clone())
+    };
+    let reply = match answer {
         Ok(r) => r,
         Err((code, msg)) => {
             eprintln!("ckpt command: {msg}");
             return code;
         }
     };
+    let json = json && !quiet;
+    let quiet = quiet || json;
     if json {
         println!("{}", serde_json::to_string(&reply).unwrap_or_default());
     }
     match reply {
         Reply::Ok { message } => {
-            if !json {
+            if !quiet {
                 println!("{message}");
             }
             0
         }
         Reply::Checkpointed { generation, images } => {
-            if !json {
+            if !quiet {
                 if matches!(cmd, Command::BlockingCheckpoint) {
                     println!("checkpoint {generation} complete:");
                     for i in &images {
@@ -178,7 +282,7 @@ pub fn run(host: &str, port: u16, tmpdir: &Path, cmd: Command, json: bool) -> i3
             interval,
             generation,
         } => {
-            if !json {
+            if !quiet {
                 println!("processes: {processes}");
                 println!("running: {}", if running { "yes" } else { "no" });
                 println!(
@@ -205,7 +309,7 @@ pub fn run(host: &str, port: u16, tmpdir: &Path, cmd: Command, json: bool) -> i3
             }
         }
         Reply::List(list) => {
-            if !json {
+            if !quiet {
                 print!("{}", render_list(&list));
             }
             0

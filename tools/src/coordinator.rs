@@ -667,13 +667,19 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
-fn list(st: &State) -> Vec<ProcessEntry> {
+fn list(sh: &Shared, st: &State) -> Vec<ProcessEntry> {
     st.workers
         .iter()
         .enumerate()
         .map(|(n, (id, w))| ProcessEntry {
             number: n + 1,
-            info: w.info.clone(),
+            info: WorkerInfo {
+                ckpt_dir: match &sh.opts.ckpt_dir {
+                    Some(d) => d.display().to_string(),
+                    None => w.info.ckpt_dir.clone(),
+                },
+                ..w.info.clone()
+            },
             state: if st.pending.as_ref().is_some_and(|p| p.waiting.contains(id)) {
                 "CHECKPOINTING".into()
             } else {
@@ -702,7 +708,7 @@ fn execute(sh: &Shared, cmd: Command) -> Reply {
             interval: st.interval,
             generation: st.completed,
         },
-        Command::List => Reply::List(list(&st)),
+        Command::List => Reply::List(list(sh, &st)),
         Command::Checkpoint => match start_checkpoint(sh, &mut st, None) {
             Ok(generation) => Reply::Checkpointed {
                 generation,

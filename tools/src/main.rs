@@ -116,6 +116,9 @@ enum Cmd {
         /// Print the reply as JSON.
         #[arg(long)]
         json: bool,
+        /// Print nothing but errors (the exit code tells the rest).
+        #[arg(long)]
+        quiet: bool,
         /// Checkpoint all processes, return at once.
         #[arg(long, group = "op")]
         checkpoint: bool,
@@ -284,6 +287,7 @@ fn main() {
         Cmd::Command {
             coord,
             json,
+            quiet,
             checkpoint,
             bcheckpoint,
             status,
@@ -305,7 +309,7 @@ fn main() {
             ) {
                 Ok(op) => {
                     let t = target(&coord, None, true, false);
-                    Ok(command::run(&t.host, t.port, &t.tmpdir, op, json))
+                    Ok(command::run(&t.host, t.port, &t.tmpdir, op, json, quiet))
                 }
                 Err(e) => {
                     eprintln!("ckpt command: {e}");

@@ -217,6 +217,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
             } else {
                 String::new()
             },
+            ckpt_dir: cfg.dir.clone(),
         }),
     });
     let mut w = s;
