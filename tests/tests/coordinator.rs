@@ -797,6 +797,18 @@ fn debug_logs_under_ckpt_tmpdir() {
     assert!(text.contains("checkpoint 1 written"), "{text}");
     assert!(text.contains("suspended in"), "debug detail: {text}");
     assert_eq!(mode(&logs[0]), 0o600);
+    // The coordinator (in the foreground, --quiet) logs every stage too.
+    let clog = c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port));
+    let text = std::fs::read_to_string(&clog).unwrap();
+    for stage in [
+        "listening on 127.0.0.1",
+        "worker connected: counter[",
+        "checkpoint 1 of 1 process(es) started",
+        "checkpoint 1 complete: 1 image(s)",
+    ] {
+        assert!(text.contains(stage), "{stage:?} not in the log:\n{text}");
+    }
+    assert_eq!(mode(&clog), 0o600);
 }
 
 #[test]

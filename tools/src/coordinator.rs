@@ -82,7 +82,18 @@ struct Shared {
     port: u16,
     secret: String,
     exe: String,
+    /// `$CKPT_TMPDIR/ckpt-coordinator-<port>.log` of a coordinator in the
+    /// foreground (one in the background writes it as its stdout).
+    log: Option<Mutex<std::fs::File>>,
     st: Mutex<State>,
+}
+
+/// Seconds since the epoch, with milliseconds, for log lines.
+fn timestamp() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
 impl Shared {
@@ -90,15 +101,29 @@ impl Shared {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What happened: to the terminal unless --quiet, and always to the
+    /// log.
     fn say(&self, msg: &str) {
-        if !self.opts.quiet {
+        if !self.opts.quiet && !self.opts.daemon {
             println!("[ckpt coordinator] {msg}");
+        }
+        self.log_line(msg);
+    }
+
+    /// To the log only (in the background, stdout is the log).
+    fn log_line(&self, msg: &str) {
+        let stamp = timestamp();
+        if self.opts.daemon {
+            println!("{stamp} [ckpt coordinator] {msg}");
+        } else if let Some(f) = &self.log {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(f, "{stamp} [ckpt coordinator] {msg}");
         }
     }
 
     fn debug(&self, msg: &str) {
         if self.opts.debug {
-            println!("[ckpt coordinator] debug: {msg}");
+            self.say(&format!("debug: {msg}"));
         }
     }
 
@@ -162,10 +187,22 @@ pub fn run(opts: Opts) -> Result<i32> {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "ckpt".into());
+    let log = if opts.daemon {
+        None
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&log)
+            .with_context(|| format!("creating the log {}", log.display()))?;
+        Some(Mutex::new(f))
+    };
     let shared = Arc::new(Shared {
         port,
         secret,
         exe,
+        log,
         st: Mutex::new(State {
             next_id: 1,
             workers: BTreeMap::new(),
@@ -179,7 +216,15 @@ pub fn run(opts: Opts) -> Result<i32> {
         }),
         opts,
     });
-    if !shared.opts.quiet {
+    shared.log_line(&format!(
+        "pid {} listening on {}:{port}, interval {} s, exit on last {}, keep {}",
+        std::process::id(),
+        shared.opts.listen,
+        shared.opts.interval,
+        shared.opts.exit_on_last,
+        shared.opts.keep
+    ));
+    if !shared.opts.quiet || shared.opts.daemon {
         println!(
             "ckpt coordinator listening on {}:{port}",
             shared.opts.listen
@@ -700,6 +745,7 @@ fn kill_all(sh: &Shared, st: &mut State) -> usize {
 
 /// Runs a command (from a client or the console) and returns its reply.
 fn execute(sh: &Shared, cmd: Command) -> Reply {
+    sh.debug(&format!("command: {cmd:?}"));
     let mut st = sh.lock();
     match cmd {
         Command::Status => Reply::Status {
@@ -795,6 +841,7 @@ fn connection(sh: &Shared, s: TcpStream) {
         return;
     }
     let _ = r.get_ref().set_read_timeout(None);
+    sh.debug(&format!("{peer}: accepted {:?}", hello.role));
     let interval = sh.lock().interval;
     if !send_to(&mut out, &ToClient::Welcome { interval }) {
         return;
@@ -816,8 +863,8 @@ fn command_client(sh: &Shared, mut r: BufReader<TcpStream>, mut out: TcpStream) 
             );
             continue;
         };
-        sh.debug(&format!("command: {cmd:?}"));
         if cmd == Command::Quit {
+            sh.debug("command: Quit");
             sh.quit(|message| {
                 send_to(
                     &mut out,
