@@ -1003,3 +1003,32 @@ fn checkpoint_progress_on_a_terminal_only() {
     assert_eq!(s.status.code(), Some(0));
     assert!(s.stdout.is_empty());
 }
+
+/// `i N` at run time starts interval checkpoints; `launch --interval`
+/// sets the running coordinator's interval.
+#[test]
+fn interval_set_at_run_time_and_by_launch() {
+    let mut c = Computation::new("interval-runtime");
+    c.spawn(vec![
+        "launch".into(),
+        "--quiet".into(),
+        "--interval".into(),
+        "2".into(),
+        "--ckpt-dir".into(),
+        c.ckpt_dir.display().to_string(),
+        program("counter").display().to_string(),
+    ]);
+    c.wait_connected(1, T);
+    let s: serde_json::Value = serde_json::from_slice(&c.command(&["s", "--json"]).stdout).unwrap();
+    assert_eq!(
+        s["status"]["interval"], 2,
+        "launch --interval reached the coordinator"
+    );
+    assert!(c.command(&["i", "0"]).status.success());
+    assert!(c.command(&["i", "1"]).status.success());
+    eventually(Duration::from_secs(30), "2 checkpoints from i 1", || {
+        (manifest(&c.ckpt_dir)?["generation"].as_u64()? >= 2).then_some(())
+    });
+    assert!(c.command(&["i", "0"]).status.success());
+    c.wait_for_line(is_count, T);
+}
