@@ -402,14 +402,17 @@ fn launch_starts_a_detached_coordinator() {
         children.trim().is_empty(),
         "the program has no child: {children}"
     );
-    // It is ours to command, and goes away with the last process.
-    let s = Command::new(ckpt())
-        .args(["command", "s", "--json"])
-        .env("CKPT_TMPDIR", &tmpdir)
-        .env("CKPT_COORD_PORT", port.to_string())
-        .output()
-        .unwrap();
-    assert_eq!(s.status.code(), Some(0), "{s:?}");
+    // It is ours to command (the program registers soon after it starts),
+    // and goes away with the last process.
+    eventually(T, "the program registered", || {
+        let s = Command::new(ckpt())
+            .args(["command", "s", "--json"])
+            .env("CKPT_TMPDIR", &tmpdir)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .output()
+            .unwrap();
+        (s.status.code() == Some(0)).then_some(())
+    });
     let _ = prog.kill();
     let _ = prog.wait();
     eventually(T, "the launched coordinator exits on last", || {

@@ -135,6 +135,8 @@ pub fn read_secret(tmpdir: &Path, port: u16) -> Result<String> {
             return Ok(s);
         }
     }
+    // A secret from a directory someone else controls could be theirs.
+    check_private_dir(tmpdir)?;
     let path = secret_path(tmpdir, port);
     let s = fs::read_to_string(&path).with_context(|| {
         format!(
