@@ -16,6 +16,16 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then mapfile -t targets < <(cargo +nightly fuzz list); fi
+# Build first: a target that does not compile is not a crash.
+if [ $# -eq 0 ]; then build=(""); else build=("${targets[@]}"); fi
+for t in "${build[@]}"; do
+  # shellcheck disable=SC2086 # an empty $t builds every target
+  if ! cargo +nightly fuzz build $t >build.log 2>&1; then
+    tail -n 40 build.log
+    echo "fuzz: BUILD FAILED (log in fuzz/build.log)"
+    exit 2
+  fi
+done
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"

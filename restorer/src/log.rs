@@ -75,3 +75,16 @@ pub fn warn(msg: &str) {
 pub fn error(msg: &str) {
     emit("error", msg, true);
 }
+
+/// Moves the log fd above `top` when it sits at or under it, so that
+/// recreating the image's fds never writes over it.
+pub fn move_log_above(top: i32) {
+    let fd = FD.load(Ordering::Relaxed);
+    if fd < 0 || fd > top {
+        return;
+    }
+    if let Ok(high) = crate::sys::dup_at_least(fd, top + 1) {
+        FD.store(high, Ordering::Relaxed);
+        crate::sys::close(fd);
+    }
+}

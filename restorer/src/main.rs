@@ -10,6 +10,7 @@
 //! signal N; 125 if the final stage failed).
 
 mod blob;
+mod fds;
 mod image;
 mod layout;
 mod log;

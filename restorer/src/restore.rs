@@ -14,7 +14,7 @@ use crate::layout::{complement, find_hole, page_up, Carver, Range, PAGE};
 use crate::maps::{self, VdsoSet};
 use crate::plan::{nr, Plan, ThreadBlock};
 use crate::sys::{self, AnonFlags};
-use crate::{log, procstate, vdso};
+use crate::{fds, log, procstate, vdso};
 
 /// What the command line asked for.
 #[derive(Clone, Debug, Default)]
@@ -239,7 +239,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
         ));
     }
     procstate::basics(p);
-    let kept_fds = procstate::fds(img);
+    let kept_fds = fds::restore(img).map_err(|e| e.to_string())?;
     if let Some(s) = &img.signals {
         procstate::sigactions(s);
     }

@@ -167,11 +167,6 @@ pub fn dup_at_least(fd: i32, min: i32) -> io::Result<i32> {
     check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) } as libc::c_long).map(|r| r as i32)
 }
 
-pub fn dup2(from: i32, to: i32) -> io::Result<()> {
-    // SAFETY: dup2 between fds; callers only target fd numbers the image owns.
-    check(unsafe { libc::dup2(from, to) } as libc::c_long).map(drop)
-}
-
 pub fn lseek(fd: i32, off: u64) -> io::Result<()> {
     // SAFETY: plain syscall without pointers.
     check(unsafe { libc::lseek(fd, off as libc::off_t, libc::SEEK_SET) } as libc::c_long).map(drop)
@@ -181,4 +176,71 @@ pub fn set_cloexec(fd: i32, on: bool) -> io::Result<()> {
     let v = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: fcntl on an fd we own.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, v) } as libc::c_long).map(drop)
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: callers close only descriptors they created.
+    unsafe { libc::close(fd) };
+}
+
+/// open(2) with raw flags (O_CLOEXEC added); `path` without NUL.
+pub fn open(path: &[u8], flags: i32, mode: u32) -> io::Result<i32> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: c is NUL-terminated and lives across the call.
+    check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) } as libc::c_long)
+        .map(|r| r as i32)
+}
+
+/// An anonymous memory file (close-on-exec).
+pub fn memfd(name: &std::ffi::CStr) -> io::Result<i32> {
+    // SAFETY: name is NUL-terminated.
+    check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) } as libc::c_long)
+        .map(|r| r as i32)
+}
+
+/// A pipe, close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(i32, i32)> {
+    let mut p = [-1i32; 2];
+    // SAFETY: pipe2 writes two descriptors into our array.
+    check(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
+    Ok((p[0], p[1]))
+}
+
+pub fn pipe_capacity(fd: i32) -> io::Result<usize> {
+    // SAFETY: fcntl without pointers.
+    check(unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) } as libc::c_long).map(|n| n as usize)
+}
+
+pub fn set_pipe_capacity(fd: i32, bytes: usize) -> io::Result<usize> {
+    // SAFETY: fcntl without pointers.
+    check(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes as libc::c_int) } as libc::c_long)
+        .map(|n| n as usize)
+}
+
+/// Writes all of `b`; a short write that makes no progress is an error.
+pub fn write_all(fd: i32, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        // SAFETY: write reads at most b.len() bytes from b.
+        let n = check(unsafe { libc::write(fd, b.as_ptr() as *const libc::c_void, b.len()) }
+            as libc::c_long)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+        }
+        b = &b[n as usize..];
+    }
+    Ok(())
+}
+
+/// dup3: `from` onto the number `to`, close-on-exec or not.
+pub fn dup3(from: i32, to: i32, cloexec: bool) -> io::Result<()> {
+    let f = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: dup3 between fds; callers only target fd numbers the image owns.
+    check(unsafe { libc::dup3(from, to, f) } as libc::c_long).map(drop)
+}
+
+/// F_SETFL: the file status flags that can change after open.
+pub fn set_status_flags(fd: i32, flags: i32) -> io::Result<()> {
+    // SAFETY: fcntl without pointers.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } as libc::c_long).map(drop)
 }

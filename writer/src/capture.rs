@@ -11,6 +11,9 @@ use ckpt_format::*;
 
 use crate::mem;
 
+mod fds;
+pub use fds::{fds, FdError, MAX_FILE_CONTENTS};
+
 pub const PAGE: u64 = 4096;
 
 /// One line of /proc/self/maps.
@@ -372,132 +375,6 @@ pub fn timers() -> Timers {
         prof: mem::itimer(2),
         posix: Vec::new(),
     }
-}
-
-/// Largest file whose contents an image stores (`--ckpt-open-files`, or
-/// an unlinked file); bigger ones are recorded without contents.
-pub const MAX_FILE_CONTENTS: u64 = 64 << 20;
-
-/// The bytes of the file open as `fd` (a fresh open of the magic link:
-/// the program's offset is not touched; works for unlinked files).
-fn file_contents(fd: i32, size: u64) -> Option<Vec<u8>> {
-    if size > MAX_FILE_CONTENTS {
-        crate::log!("fd {fd}: {size} bytes, more than {MAX_FILE_CONTENTS}: contents not stored");
-        return None;
-    }
-    match std::fs::read(format!("/proc/thread-self/fd/{fd}")) {
-        Ok(b) if b.len() as u64 <= MAX_FILE_CONTENTS => Some(b),
-        Ok(_) => None,
-        Err(e) => {
-            crate::log!("fd {fd}: contents not stored: {e}");
-            None
-        }
-    }
-}
-
-/// Open fds, minus the writer's own. `open_files`: store the contents of
-/// every regular file (unlinked ones always).
-pub fn fds(exclude: &[i32], open_files: bool) -> Vec<FdEntry> {
-    let mut out = Vec::new();
-    let mut nums = crate::sys::numeric_entries(c"/proc/thread-self/fd");
-    nums.sort();
-    for n in nums {
-        if exclude.contains(&n) {
-            continue;
-        }
-        let Ok(target) = std::fs::read_link(format!("/proc/thread-self/fd/{n}")) else {
-            continue; // the read_dir fd itself, already closed
-        };
-        let t = target.as_os_str().as_bytes().to_vec();
-        let info = String::from_utf8_lossy(&read_file(&format!("/proc/thread-self/fdinfo/{n}")))
-            .into_owned();
-        let pos: u64 = status_field(&info, "pos:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let flags = status_field(&info, "flags:")
-            .and_then(|v| u32::from_str_radix(&v, 8).ok())
-            .unwrap_or(0);
-        let (status_flags, cloexec) = (
-            flags & !(libc::O_CLOEXEC as u32),
-            flags & libc::O_CLOEXEC as u32 != 0,
-        );
-        let meta = std::fs::metadata(format!("/proc/thread-self/fd/{n}")).ok();
-        let ino = meta.as_ref().map_or(0, |m| m.ino());
-        let mode = meta.as_ref().map_or(0, |m| m.mode()) & libc::S_IFMT;
-        let kind = if t.starts_with(b"pipe:") {
-            FdKind::Pipe {
-                pipe_id: ino,
-                write_end: status_flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32,
-                buffered: Vec::new(),
-            }
-        } else if t.starts_with(b"socket:") {
-            FdKind::Socket {
-                family: 0,
-                sock_type: 0,
-                protocol: 0,
-                state: 0,
-                local: SockAddr::default(),
-                peer: SockAddr::default(),
-                options: Vec::new(),
-                inbound: Vec::new(),
-                socket_id: ino,
-            }
-        } else if t.starts_with(b"/dev/pts/") || t.starts_with(b"/dev/tty") || t == b"/dev/console"
-        {
-            let (rows, cols) = mem::winsize(n);
-            FdKind::Tty {
-                path: t.clone(),
-                termios: Vec::new(),
-                rows,
-                cols,
-                controlling: false,
-            }
-        } else if mode == libc::S_IFCHR {
-            FdKind::Device {
-                path: t.clone(),
-                rdev: meta.as_ref().map_or(0, |m| m.rdev()),
-            }
-        } else if mode == libc::S_IFDIR {
-            FdKind::Directory {
-                path: t.clone(),
-                offset: pos,
-            }
-        } else if mode == libc::S_IFREG {
-            let deleted = t.ends_with(b" (deleted)");
-            let m = meta.as_ref();
-            FdKind::RegularFile {
-                file: FileIdentity {
-                    path: t.clone(),
-                    dev: m.map_or(0, |m| m.dev()),
-                    inode: ino,
-                    size: m.map_or(0, |m| m.size()),
-                    mtime_ns: m.map_or(0, |m| m.mtime() * 1_000_000_000 + m.mtime_nsec()),
-                },
-                offset: pos,
-                deleted,
-                contents: if deleted || open_files {
-                    file_contents(n, m.map_or(0, |m| m.size()))
-                } else {
-                    None
-                },
-            }
-        } else if mode == libc::S_IFIFO {
-            FdKind::Fifo {
-                path: t.clone(),
-                buffered: Vec::new(),
-            }
-        } else {
-            FdKind::Unsupported
-        };
-        out.push(FdEntry {
-            fd: Fd(n),
-            fd_flags: FdFlags(if cloexec { libc::FD_CLOEXEC as u32 } else { 0 }),
-            ofd_id: ino ^ ((n as u64) << 48),
-            status_flags,
-            kind,
-        });
-    }
-    out
 }
 
 pub fn fingerprint(vdso: Option<(u64, u64)>) -> HostFingerprint {

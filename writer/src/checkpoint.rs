@@ -410,7 +410,7 @@ fn write_to(
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
     exclude.extend(config::own_fds());
     exclude.push(crate::mem::PROC_MEM.load(Ordering::Relaxed));
-    let fds = capture::fds(&exclude, req.open_files || cfg.open_files);
+    let fds = capture::fds(&exclude, req.open_files || cfg.open_files).map_err(|e| e.to_string())?;
     let threads = thread_records(pid);
     let regions = capture::plan_regions(alloc::scratch_range(), MAX_CHUNK);
     let vdso = regions

@@ -343,3 +343,80 @@ pub fn numeric_entries(path: &std::ffi::CStr) -> Vec<i32> {
     unsafe { libc::close(fd) };
     out
 }
+
+fn cvt(r: libc::c_long) -> std::io::Result<libc::c_long> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// An fd the writer opened for itself, closed when dropped.
+pub struct OwnFd(pub i32);
+
+impl Drop for OwnFd {
+    fn drop(&mut self) {
+        // SAFETY: closing a descriptor this value owns.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// A pipe of the writer's own (close-on-exec, nonblocking): (read, write).
+pub fn pipe_nonblock() -> std::io::Result<(OwnFd, OwnFd)> {
+    let mut p = [-1i32; 2];
+    // SAFETY: pipe2 writes two fds into our array.
+    cvt(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } as _)?;
+    Ok((OwnFd(p[0]), OwnFd(p[1])))
+}
+
+/// Bytes waiting in a pipe or FIFO (FIONREAD).
+pub fn pipe_unread(fd: i32) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } as _)?;
+    Ok(n.max(0) as usize)
+}
+
+/// A pipe's capacity in bytes (F_GETPIPE_SZ).
+pub fn pipe_capacity(fd: i32) -> std::io::Result<usize> {
+    // SAFETY: fcntl query without pointers.
+    cvt(unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) } as _).map(|n| n as usize)
+}
+
+/// Sets a pipe's capacity (F_SETPIPE_SZ); returns the capacity it got.
+pub fn set_pipe_capacity(fd: i32, bytes: usize) -> std::io::Result<usize> {
+    // SAFETY: fcntl without pointers on our own pipe.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes as libc::c_int) } as _)
+        .map(|n| n as usize)
+}
+
+/// tee(2): duplicates up to `len` bytes of pipe `from` into pipe `to`
+/// without consuming them; never blocks.
+pub fn tee(from: i32, to: i32, len: usize) -> std::io::Result<usize> {
+    // SAFETY: tee takes no pointers.
+    cvt(unsafe { libc::tee(from, to, len, libc::SPLICE_F_NONBLOCK) } as _).map(|n| n as usize)
+}
+
+/// read(2) into `buf`.
+pub fn read(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: read writes at most buf.len() bytes into buf.
+    cvt(unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } as _)
+        .map(|n| n as usize)
+}
+
+/// Opens `path` (NUL-terminated bytes) for the writer's own use.
+pub fn open(path: &std::ffi::CStr, flags: i32) -> std::io::Result<OwnFd> {
+    // SAFETY: path is NUL-terminated.
+    cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) } as _)
+        .map(|n| OwnFd(n as i32))
+}
+
+/// Whether `a` and `b` are the same open file description (kcmp
+/// KCMP_FILE); None when the kernel cannot tell (no CONFIG_KCMP).
+pub fn same_open_file(a: i32, b: i32) -> Option<bool> {
+    let pid = getpid();
+    // SAFETY: kcmp compares two of our own descriptors; no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b) };
+    (r >= 0).then_some(r == 0)
+}

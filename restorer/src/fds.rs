@@ -1,0 +1,401 @@
+//! File descriptors, recreated before the final stage: regular files
+//! (deleted ones from their stored contents), directories, safe devices,
+//! pipes and FIFOs with the bytes that were buffered in them.
+//!
+//! Every open file description of the image (one `ofd_id`) is opened
+//! once, at a number above every image fd, then duplicated onto each of
+//! its fd numbers with that fd's close-on-exec flag: fds that shared an
+//! offset before the checkpoint share it again. One pipe is made per
+//! `pipe_id` and its bytes written back before the program sees it, so
+//! nothing is lost or read twice. fds 0, 1 and 2 stay as inherited (the
+//! terminal `ckpt restart` runs in) unless they are an end of a pipe the
+//! process holds both ends of.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ckpt_format::{FdEntry, FdKind};
+
+use crate::{image::Image, log, sys};
+
+/// Why a descriptor could not be recreated; the restart stops.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FdRestoreError {
+    /// A syscall failed while recreating `fd`.
+    Io {
+        fd: i32,
+        what: String,
+        error: std::io::Error,
+    },
+    /// A deleted file whose contents the image does not hold.
+    DeletedWithoutContents { fd: i32, path: String },
+    /// An fd kind the image records but the restorer cannot recreate.
+    Unsupported { fd: i32, kind: &'static str },
+}
+
+impl fmt::Display for FdRestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FdRestoreError::Io { fd, what, error } => write!(f, "fd {fd}: {what}: {error}"),
+            FdRestoreError::DeletedWithoutContents { fd, path } => write!(
+                f,
+                "fd {fd}: {path} was deleted and the image holds no contents for it"
+            ),
+            FdRestoreError::Unsupported { fd, kind } => {
+                write!(f, "fd {fd}: {kind} cannot be restored")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FdRestoreError {}
+
+type Result<T> = std::result::Result<T, FdRestoreError>;
+
+fn io<T>(fd: i32, what: impl Into<String>, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|error| FdRestoreError::Io {
+        fd,
+        what: what.into(),
+        error,
+    })
+}
+
+/// Status flags F_SETFL can set (the rest are fixed at open).
+const SETFL_FLAGS: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT;
+/// Status flags given to open(2) when reopening a file.
+const OPEN_FLAGS: i32 =
+    libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC | libc::O_PATH;
+
+/// Descriptors the restorer opened for itself, closed when dropped.
+struct Temps {
+    fds: Vec<i32>,
+    /// New descriptors are moved to this number or above.
+    base: i32,
+}
+
+impl Temps {
+    /// Moves a fresh `fd` above every image fd number and keeps it.
+    fn keep(&mut self, fd: i32) -> std::io::Result<i32> {
+        if fd >= self.base {
+            self.fds.push(fd);
+            return Ok(fd);
+        }
+        let high = sys::dup_at_least(fd, self.base);
+        sys::close(fd);
+        let high = high?;
+        self.fds.push(high);
+        Ok(high)
+    }
+}
+
+impl Drop for Temps {
+    fn drop(&mut self) {
+        for &fd in &self.fds {
+            sys::close(fd);
+        }
+    }
+}
+
+/// A pipe recreated for one `pipe_id`.
+struct Pipe {
+    read: i32,
+    write: i32,
+}
+
+/// Whether entry `e` is restored here or left alone.
+fn restored_here(e: &FdEntry, img: &Image) -> bool {
+    // Kinds of other work (terminals, sockets, event fds) are left alone
+    // here; the writer refuses what it cannot describe at all.
+    let ours = matches!(
+        e.kind,
+        FdKind::RegularFile { .. }
+            | FdKind::Directory { .. }
+            | FdKind::Pipe { .. }
+            | FdKind::Fifo { .. }
+            | FdKind::Device { .. }
+            | FdKind::Unsupported
+    );
+    if !ours {
+        return false;
+    }
+    if e.fd.0 > 2 {
+        return true;
+    }
+    // 0-2: only as an end of a pipe whose both ends the process holds.
+    match &e.kind {
+        FdKind::Pipe {
+            pipe_id, write_end, ..
+        } => img.fds.iter().any(|o| {
+            matches!(&o.kind, FdKind::Pipe { pipe_id: p, write_end: w, .. }
+                if p == pipe_id && w != write_end)
+        }),
+        _ => false,
+    }
+}
+
+/// Recreates the image's descriptors on their numbers. Returns the fd
+/// numbers that now belong to the restored process (0, 1, 2 included).
+pub fn restore(img: &Image) -> Result<Vec<i32>> {
+    let mine: Vec<&FdEntry> = img.fds.iter().filter(|e| restored_here(e, img)).collect();
+    let top = img.fds.iter().map(|e| e.fd.0).max().unwrap_or(2);
+    log::move_log_above(top);
+    let mut temps = Temps {
+        fds: Vec::new(),
+        base: top + 1,
+    };
+
+    // One pipe per pipe_id, refilled with its bytes.
+    let mut pipes: BTreeMap<u64, Pipe> = BTreeMap::new();
+    for e in &mine {
+        if let FdKind::Pipe {
+            pipe_id, buffered, ..
+        } = &e.kind
+        {
+            if !pipes.contains_key(pipe_id) {
+                pipes.insert(*pipe_id, new_pipe(e.fd.0, &mut temps)?);
+            }
+            if !buffered.is_empty() {
+                let w = pipes[pipe_id].write;
+                refill(e.fd.0, w, buffered)?;
+            }
+        }
+    }
+    // One holder per FIFO path (O_RDWR never blocks), refilled.
+    let mut fifos: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
+    for e in &mine {
+        if let FdKind::Fifo { path, buffered } = &e.kind {
+            if !fifos.contains_key(path) {
+                let h = io(
+                    e.fd.0,
+                    format!("open FIFO {}", String::from_utf8_lossy(path)),
+                    sys::open(path, libc::O_RDWR | libc::O_NONBLOCK, 0),
+                )?;
+                let h = io(e.fd.0, "moving an fd", temps.keep(h))?;
+                fifos.insert(path.clone(), h);
+            }
+            if !buffered.is_empty() {
+                refill(e.fd.0, fifos[path], buffered)?;
+            }
+        }
+    }
+
+    // One source per open file description, then every fd onto its number.
+    let mut sources: BTreeMap<u64, i32> = BTreeMap::new();
+    let mut pipe_ends_used: Vec<(u64, bool)> = Vec::new();
+    let mut kept = vec![0, 1, 2];
+    for e in &mine {
+        let n = e.fd.0;
+        let src = match sources.get(&e.ofd_id) {
+            Some(&s) => s,
+            None => {
+                let s = open_description(e, &pipes, &mut pipe_ends_used, &mut temps)?;
+                io(
+                    n,
+                    "setting status flags",
+                    sys::set_status_flags(s, e.status_flags as i32 & SETFL_FLAGS),
+                )?;
+                sources.insert(e.ofd_id, s);
+                s
+            }
+        };
+        let cloexec = e.fd_flags.0 & libc::FD_CLOEXEC as u32 != 0;
+        io(n, "dup3", sys::dup3(src, n, cloexec))?;
+        log::info(&format!("fd {n}: {}", describe(&e.kind)));
+        kept.push(n);
+    }
+    for e in img.fds.iter().filter(|e| !restored_here(e, img)) {
+        log::info(&format!(
+            "fd {}: {} not restored here",
+            e.fd.0,
+            describe(&e.kind)
+        ));
+    }
+    kept.sort();
+    kept.dedup();
+    Ok(kept)
+}
+
+fn new_pipe(fd: i32, temps: &mut Temps) -> Result<Pipe> {
+    let (r, w) = io(fd, "pipe", sys::pipe())?;
+    let read = io(fd, "moving an fd", temps.keep(r));
+    let write = io(fd, "moving an fd", temps.keep(w));
+    Ok(Pipe {
+        read: read?,
+        write: write?,
+    })
+}
+
+/// Writes a pipe's or FIFO's bytes back through `w`, first making room.
+/// The status flags of `w`'s description are set afterwards.
+fn refill(fd: i32, w: i32, bytes: &[u8]) -> Result<()> {
+    let cap = io(fd, "F_GETPIPE_SZ", sys::pipe_capacity(w))?;
+    if cap < bytes.len() {
+        io(
+            fd,
+            format!("F_SETPIPE_SZ {} (for the buffered bytes)", bytes.len()),
+            sys::set_pipe_capacity(w, bytes.len()),
+        )?;
+    }
+    // Never block: the pipe is ours alone and has room for every byte.
+    io(fd, "O_NONBLOCK", sys::set_status_flags(w, libc::O_NONBLOCK))?;
+    io(
+        fd,
+        format!("writing back {} buffered bytes", bytes.len()),
+        sys::write_all(w, bytes),
+    )?;
+    log::info(&format!("fd {fd}: {} buffered bytes written back", bytes.len()));
+    Ok(())
+}
+
+/// Opens the open file description `e` refers to (the first fd of it).
+fn open_description(
+    e: &FdEntry,
+    pipes: &BTreeMap<u64, Pipe>,
+    pipe_ends_used: &mut Vec<(u64, bool)>,
+    temps: &mut Temps,
+) -> Result<i32> {
+    let n = e.fd.0;
+    let flags = e.status_flags as i32 & OPEN_FLAGS;
+    let lossy = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let fd = match &e.kind {
+        FdKind::Pipe {
+            pipe_id, write_end, ..
+        } => {
+            let p = &pipes[pipe_id];
+            let end = if *write_end { p.write } else { p.read };
+            if !pipe_ends_used.contains(&(*pipe_id, *write_end)) {
+                // The pipe's own end is this description.
+                pipe_ends_used.push((*pipe_id, *write_end));
+                return Ok(end);
+            }
+            // Another description of the same end (the program reopened
+            // /proc/self/fd/N): a fresh open of the pipe.
+            let path = format!("/proc/self/fd/{end}");
+            let acc = if *write_end {
+                libc::O_WRONLY
+            } else {
+                libc::O_RDONLY
+            };
+            io(
+                n,
+                "reopening a pipe",
+                sys::open(path.as_bytes(), acc | libc::O_NONBLOCK, 0),
+            )?
+        }
+        FdKind::Fifo { path, .. } => io(
+            n,
+            format!("open FIFO {}", lossy(path)),
+            sys::open(path, (flags & libc::O_ACCMODE) | libc::O_NONBLOCK, 0),
+        )?,
+        FdKind::RegularFile {
+            file,
+            offset,
+            deleted,
+            contents,
+        } => {
+            let fd = if *deleted {
+                let Some(bytes) = contents else {
+                    return Err(FdRestoreError::DeletedWithoutContents {
+                        fd: n,
+                        path: lossy(&file.path),
+                    });
+                };
+                deleted_file(n, &file.path, bytes, flags, temps)?
+            } else {
+                io(
+                    n,
+                    format!("open {}", lossy(&file.path)),
+                    sys::open(&file.path, flags, 0),
+                )?
+            };
+            if flags & libc::O_PATH == 0 {
+                if let Err(err) = sys::lseek(fd, *offset) {
+                    sys::close(fd);
+                    return io(n, format!("lseek to {offset}"), Err(err));
+                }
+            }
+            fd
+        }
+        FdKind::Directory { path, offset } => {
+            let fd = io(
+                n,
+                format!("open directory {}", lossy(path)),
+                sys::open(path, (flags & libc::O_PATH) | libc::O_RDONLY | libc::O_DIRECTORY, 0),
+            )?;
+            if flags & libc::O_PATH == 0 && *offset != 0 {
+                if let Err(err) = sys::lseek(fd, *offset) {
+                    sys::close(fd);
+                    return io(n, format!("directory lseek to {offset}"), Err(err));
+                }
+            }
+            fd
+        }
+        FdKind::Device { path, .. } => io(
+            n,
+            format!("open device {}", lossy(path)),
+            sys::open(path, flags, 0),
+        )?,
+        other => {
+            return Err(FdRestoreError::Unsupported {
+                fd: n,
+                kind: describe(other),
+            })
+        }
+    };
+    io(n, "moving an fd", temps.keep(fd))
+}
+
+/// A deleted file comes back as an unnamed file in its old directory
+/// (O_TMPFILE: same file system, never visible), or a memfd when that
+/// directory is gone, holding the stored bytes, then reopened with the
+/// image's flags.
+fn deleted_file(n: i32, path: &[u8], bytes: &[u8], flags: i32, temps: &mut Temps) -> Result<i32> {
+    let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
+    let dir = match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => &b"/"[..],
+        Some(i) => &path[..i],
+        None => &b"."[..],
+    };
+    let tmp = match sys::open(dir, libc::O_TMPFILE | libc::O_RDWR, 0o600) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::info(&format!(
+                "fd {n}: O_TMPFILE in {}: {e}; using a memfd",
+                String::from_utf8_lossy(dir)
+            ));
+            io(n, "memfd_create", sys::memfd(c"ckpt-deleted"))?
+        }
+    };
+    let tmp = io(n, "moving an fd", temps.keep(tmp))?;
+    io(n, "writing the deleted file's contents", sys::write_all(tmp, bytes))?;
+    // A second open of the same file, with the image's access mode and flags.
+    io(
+        n,
+        "reopening the deleted file",
+        sys::open(format!("/proc/self/fd/{tmp}").as_bytes(), flags, 0),
+    )
+}
+
+fn describe(k: &FdKind) -> &'static str {
+    match k {
+        FdKind::RegularFile { deleted: true, .. } => "deleted regular file",
+        FdKind::RegularFile { .. } => "regular file",
+        FdKind::Directory { .. } => "directory",
+        FdKind::Pipe {
+            write_end: true, ..
+        } => "pipe (write end)",
+        FdKind::Pipe { .. } => "pipe (read end)",
+        FdKind::Fifo { .. } => "fifo",
+        FdKind::Tty { .. } => "tty",
+        FdKind::PtyMaster { .. } => "pty master",
+        FdKind::Socket { .. } => "socket",
+        FdKind::EventFd { .. } => "eventfd",
+        FdKind::Epoll { .. } => "epoll",
+        FdKind::SignalFd { .. } => "signalfd",
+        FdKind::TimerFd { .. } => "timerfd",
+        FdKind::Inotify { .. } => "inotify",
+        FdKind::Device { .. } => "device",
+        _ => "unsupported fd",
+    }
+}

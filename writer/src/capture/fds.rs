@@ -1,0 +1,314 @@
+//! File descriptors: what each one is, which ones share an open file
+//! description, and the bytes waiting in pipes and FIFOs.
+//!
+//! A descriptor the writer cannot describe well enough for a restart
+//! (io_uring, perf events, a device not known to be safe to reopen, ...)
+//! fails the checkpoint with an [`FdError`] naming it: an image never
+//! silently leaves one out.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+use ckpt_format::{Fd, FdEntry, FdFlags, FdKind, FileIdentity, SockAddr};
+
+use crate::{mem, sys};
+
+/// Largest file whose contents an image stores (`--ckpt-open-files`, or
+/// an unlinked file); bigger ones are recorded without contents.
+pub const MAX_FILE_CONTENTS: u64 = 64 << 20;
+
+/// Character devices a restart reopens by path (major 1, "mem").
+const SAFE_DEVICES: &[&[u8]] = &[
+    b"/dev/null",
+    b"/dev/zero",
+    b"/dev/full",
+    b"/dev/random",
+    b"/dev/urandom",
+];
+
+/// Why a descriptor cannot be checkpointed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FdError {
+    /// A kind of file ckpt cannot save (`anon_inode:[io_uring]`, ...).
+    Unsupported { fd: i32, target: String },
+    /// A character device not known to be safe to reopen.
+    UnknownDevice { fd: i32, path: String, rdev: u64 },
+    /// The bytes in a pipe or FIFO could not be read without consuming them.
+    PipePeek { fd: i32, error: std::io::Error },
+}
+
+impl std::fmt::Display for FdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FdError::Unsupported { fd, target } => {
+                let what = target
+                    .strip_prefix("anon_inode:")
+                    .map(|s| s.trim_matches(['[', ']']))
+                    .unwrap_or(target);
+                write!(f, "fd {fd}: {what} ({target}) cannot be checkpointed")
+            }
+            FdError::UnknownDevice { fd, path, rdev } => write!(
+                f,
+                "fd {fd}: device {path} ({}:{}) is not known to be safe to reopen; cannot be checkpointed",
+                libc::major(*rdev),
+                libc::minor(*rdev)
+            ),
+            FdError::PipePeek { fd, error } => {
+                write!(f, "fd {fd}: cannot read the bytes buffered in the pipe: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FdError {}
+
+fn read_file(p: &str) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_default()
+}
+
+fn field(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+}
+
+/// The bytes of the file open as `fd` (a fresh open of the magic link:
+/// the program's offset is not touched; works for unlinked files).
+fn file_contents(fd: i32, size: u64) -> Option<Vec<u8>> {
+    if size > MAX_FILE_CONTENTS {
+        crate::log!("fd {fd}: {size} bytes, more than {MAX_FILE_CONTENTS}: contents not stored");
+        return None;
+    }
+    match std::fs::read(format!("/proc/thread-self/fd/{fd}")) {
+        Ok(b) if b.len() as u64 <= MAX_FILE_CONTENTS => Some(b),
+        Ok(_) => None,
+        Err(e) => {
+            crate::log!("fd {fd}: contents not stored: {e}");
+            None
+        }
+    }
+}
+
+/// The bytes waiting in the pipe or FIFO open as `fd`, left in place:
+/// tee(2) duplicates them into a scratch pipe of the same capacity, and
+/// the copy is read from there. `readable`: `fd` itself is open for
+/// reading; otherwise a read end is opened through /proc (a FIFO's or a
+/// pipe's magic link opens the same pipe).
+fn pipe_bytes(fd: i32, readable: bool) -> Result<Vec<u8>, FdError> {
+    let err = |error| FdError::PipePeek { fd, error };
+    let reopened;
+    let src = if readable {
+        fd
+    } else {
+        let path = std::ffi::CString::new(format!("/proc/thread-self/fd/{fd}"))
+            .map_err(|_| err(std::io::ErrorKind::InvalidInput.into()))?;
+        reopened = sys::open(&path, libc::O_RDONLY | libc::O_NONBLOCK).map_err(err)?;
+        reopened.0
+    };
+    let n = sys::pipe_unread(src).map_err(err)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let cap = sys::pipe_capacity(src).map_err(err)?;
+    let (r, w) = sys::pipe_nonblock().map_err(err)?;
+    if sys::pipe_capacity(w.0).map_err(err)? < cap {
+        sys::set_pipe_capacity(w.0, cap).map_err(err)?;
+    }
+    let teed = sys::tee(src, w.0, n).map_err(err)?;
+    if teed != n {
+        return Err(err(std::io::Error::other(format!(
+            "tee copied {teed} of {n} bytes"
+        ))));
+    }
+    let mut out = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match sys::read(r.0, &mut out[got..]).map_err(err)? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    out.truncate(got);
+    Ok(out)
+}
+
+/// One descriptor as /proc shows it.
+struct Seen {
+    fd: i32,
+    target: Vec<u8>,
+    pos: u64,
+    status_flags: u32,
+    cloexec: bool,
+    meta: Option<std::fs::Metadata>,
+}
+
+fn look(n: i32) -> Option<Seen> {
+    // The read_dir fd itself is gone by now: skip what cannot be read.
+    let target = std::fs::read_link(format!("/proc/thread-self/fd/{n}")).ok()?;
+    let info =
+        String::from_utf8_lossy(&read_file(&format!("/proc/thread-self/fdinfo/{n}"))).into_owned();
+    let pos = field(&info, "pos:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let flags = field(&info, "flags:")
+        .and_then(|v| u32::from_str_radix(&v, 8).ok())
+        .unwrap_or(0);
+    Some(Seen {
+        fd: n,
+        target: target.as_os_str().as_bytes().to_vec(),
+        pos,
+        status_flags: flags & !(libc::O_CLOEXEC as u32),
+        cloexec: flags & libc::O_CLOEXEC as u32 != 0,
+        meta: std::fs::metadata(format!("/proc/thread-self/fd/{n}")).ok(),
+    })
+}
+
+/// Open fds, minus the writer's own. `open_files`: store the contents of
+/// every regular file (unlinked ones always).
+pub fn fds(exclude: &[i32], open_files: bool) -> Result<Vec<FdEntry>, FdError> {
+    let mut nums = sys::numeric_entries(c"/proc/thread-self/fd");
+    nums.sort();
+    let seen: Vec<Seen> = nums
+        .into_iter()
+        .filter(|n| !exclude.contains(n))
+        .filter_map(look)
+        .collect();
+    // Pipe and FIFO inodes whose bytes are already stored.
+    let mut drained: Vec<u64> = Vec::new();
+    let mut out: Vec<FdEntry> = Vec::with_capacity(seen.len());
+    for (i, s) in seen.iter().enumerate() {
+        let kind = kind_of(s, open_files, &mut drained)?;
+        out.push(FdEntry {
+            fd: Fd(s.fd),
+            fd_flags: FdFlags(if s.cloexec { libc::FD_CLOEXEC as u32 } else { 0 }),
+            ofd_id: ofd_id(&seen, i, &out),
+            status_flags: s.status_flags,
+            kind,
+        });
+    }
+    Ok(out)
+}
+
+fn ino(s: &Seen) -> u64 {
+    s.meta.as_ref().map_or(0, |m| m.ino())
+}
+
+/// Descriptors that share an open file description (dup, fork) get the
+/// id of the first of them; others a fresh one.
+fn ofd_id(seen: &[Seen], i: usize, earlier: &[FdEntry]) -> u64 {
+    let s = &seen[i];
+    let same_file = |o: &Seen| {
+        ino(o) == ino(s) && o.meta.as_ref().map(|m| m.dev()) == s.meta.as_ref().map(|m| m.dev())
+    };
+    for (j, o) in seen[..i].iter().enumerate() {
+        if same_file(o) && sys::same_open_file(o.fd, s.fd) == Some(true) {
+            return earlier[j].ofd_id;
+        }
+    }
+    ino(s) ^ ((s.fd as u64) << 48)
+}
+
+fn kind_of(s: &Seen, open_files: bool, drained: &mut Vec<u64>) -> Result<FdKind, FdError> {
+    let n = s.fd;
+    let t = &s.target;
+    let meta = s.meta.as_ref();
+    let ino = ino(s);
+    let mode = meta.map_or(0, |m| m.mode()) & libc::S_IFMT;
+    let accmode = s.status_flags & libc::O_ACCMODE as u32;
+    let readable = accmode != libc::O_WRONLY as u32;
+    let mut first_time = |ino: u64| {
+        let first = !drained.contains(&ino);
+        if first {
+            drained.push(ino);
+        }
+        first
+    };
+    Ok(if t.starts_with(b"pipe:") {
+        // The bytes go with the first read end (a pipe whose read end is
+        // in another process has them recorded there).
+        let buffered = if readable && first_time(ino) {
+            pipe_bytes(n, true)?
+        } else {
+            Vec::new()
+        };
+        FdKind::Pipe {
+            pipe_id: ino,
+            write_end: !readable,
+            buffered,
+        }
+    } else if t.starts_with(b"socket:") {
+        FdKind::Socket {
+            family: 0,
+            sock_type: 0,
+            protocol: 0,
+            state: 0,
+            local: SockAddr::default(),
+            peer: SockAddr::default(),
+            options: Vec::new(),
+            inbound: Vec::new(),
+            socket_id: ino,
+        }
+    } else if t.starts_with(b"/dev/pts/") || t.starts_with(b"/dev/tty") || t == b"/dev/console" {
+        let (rows, cols) = mem::winsize(n);
+        FdKind::Tty {
+            path: t.clone(),
+            termios: Vec::new(),
+            rows,
+            cols,
+            controlling: false,
+        }
+    } else if mode == libc::S_IFCHR {
+        let rdev = meta.map_or(0, |m| m.rdev());
+        if !SAFE_DEVICES.contains(&t.as_slice()) {
+            return Err(FdError::UnknownDevice {
+                fd: n,
+                path: String::from_utf8_lossy(t).into_owned(),
+                rdev,
+            });
+        }
+        FdKind::Device {
+            path: t.clone(),
+            rdev,
+        }
+    } else if mode == libc::S_IFDIR {
+        FdKind::Directory {
+            path: t.clone(),
+            offset: s.pos,
+        }
+    } else if mode == libc::S_IFREG {
+        let deleted = t.ends_with(b" (deleted)");
+        let size = meta.map_or(0, |m| m.size());
+        FdKind::RegularFile {
+            file: FileIdentity {
+                path: t.clone(),
+                dev: meta.map_or(0, |m| m.dev()),
+                inode: ino,
+                size,
+                mtime_ns: meta.map_or(0, |m| m.mtime() * 1_000_000_000 + m.mtime_nsec()),
+            },
+            offset: s.pos,
+            deleted,
+            contents: if deleted || open_files {
+                file_contents(n, size)
+            } else {
+                None
+            },
+        }
+    } else if mode == libc::S_IFIFO {
+        // A FIFO's bytes go with its first descriptor, whatever its mode.
+        let buffered = if first_time(ino) {
+            pipe_bytes(n, readable)?
+        } else {
+            Vec::new()
+        };
+        FdKind::Fifo {
+            path: t.clone(),
+            buffered,
+        }
+    } else {
+        return Err(FdError::Unsupported {
+            fd: n,
+            target: String::from_utf8_lossy(t).into_owned(),
+        });
+    })
+}
