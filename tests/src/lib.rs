@@ -124,6 +124,13 @@ pub struct Proc {
     pub seen: Vec<String>,
 }
 
+impl Proc {
+    /// The pid of the process `ckpt` became (launch and restart exec).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 fn reader<R: Read + Send + 'static>(r: R) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

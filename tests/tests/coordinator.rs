@@ -1035,3 +1035,31 @@ fn interval_set_at_run_time_and_by_launch() {
     assert!(c.command(&["i", "0"]).status.success());
     c.wait_for_line(is_count, T);
 }
+
+/// A process presenting another secret is refused: it runs on, unmanaged,
+/// and its log says why.
+#[test]
+fn worker_with_a_wrong_secret_is_refused() {
+    let mut c = Computation::new("worker-secret");
+    c.env.push(("CKPT_SECRET".into(), "0".repeat(64)));
+    c.spawn(vec![
+        "launch".into(),
+        "--quiet".into(),
+        "--ckpt-dir".into(),
+        c.ckpt_dir.display().to_string(),
+        program("counter").display().to_string(),
+    ]);
+    c.wait_lines(2, is_count, T);
+    let pid = c.proc.as_ref().unwrap().id();
+    let log = c.tmpdir.join(format!("ckpt-counter-{pid}.log"));
+    eventually(T, "the refusal in the writer's log", || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .contains("coordinator refused us: wrong secret")
+            .then_some(())
+    });
+    let clog = c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port));
+    let text = std::fs::read_to_string(&clog).unwrap();
+    assert!(text.contains("refused: wrong secret"), "{text}");
+    assert_eq!(c.command(&["s"]).status.code(), Some(1), "not registered");
+}
