@@ -708,7 +708,16 @@ fn crash_during_a_checkpoint_leaves_the_previous_generation() {
     let before = std::fs::metadata(&img).unwrap().len();
     assert!(before > 512 << 20, "a large image: {before} bytes");
     c.wait_for_line(|l| l.starts_with("tick"), T);
-    assert!(c.command(&["c"]).status.success());
+    // A blocking checkpoint, waiting while the program dies under it.
+    let mut bc = Command::new(ckpt())
+        .args(["command", "bc"])
+        .env("CKPT_TMPDIR", &c.tmpdir)
+        .env("CKPT_COORD_PORT", c.port.to_string())
+        .env_remove("CKPT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let tmp = PathBuf::from(format!("{}.tmp", img.display()));
     eventually(
         Duration::from_secs(60),
@@ -721,6 +730,14 @@ fn crash_during_a_checkpoint_leaves_the_previous_generation() {
         .expect("killed before the new image was complete")
         .len();
     eprintln!("killed with {partial} of {before} bytes written");
+    assert_eq!(
+        wait_exit(&mut bc, T),
+        Some(3),
+        "bc reports the failed checkpoint"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bc.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("disconnected during the checkpoint"), "{err}");
     assert!(
         partial < before,
         "killed mid-write ({partial} of {before} bytes)"
