@@ -1080,3 +1080,26 @@ fn worker_with_a_wrong_secret_is_refused() {
     assert!(text.contains("refused: wrong secret"), "{text}");
     assert_eq!(c.command(&["s"]).status.code(), Some(1), "not registered");
 }
+
+/// `coordinator --ckpt-dir` sends every image, the manifest and the script
+/// there, whatever the processes' own directory.
+#[test]
+fn coordinator_ckpt_dir_wins() {
+    let elsewhere = TempDir::new("coord-dir-images");
+    let d = elsewhere.path().display().to_string();
+    let mut c = Computation::with_coordinator_args("coord-dir", &["--ckpt-dir", &d]);
+    c.launch(&program("counter"), &[]);
+    c.wait_for_line(is_count, T);
+    let img = c.checkpoint();
+    assert!(img.starts_with(elsewhere.path()), "{}", img.display());
+    let m = manifest(elsewhere.path()).expect("manifest in --ckpt-dir");
+    assert!(m["images"][0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{d}/ckpt_gen_000001/")));
+    assert!(elsewhere.path().join("ckpt_restart_script.sh").exists());
+    assert!(
+        manifest(&c.ckpt_dir).is_none(),
+        "nothing in the process's own dir"
+    );
+}
