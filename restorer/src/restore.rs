@@ -627,6 +627,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     if !img.rlimits.is_empty() {
         procstate::rlimits(&img.rlimits);
     }
+    procstate::sched(p);
     Ok(Go {
         entry: blob_area.start,
         stack_top: stack.end,
@@ -954,6 +955,7 @@ fn threads(img: &Image, plan: &mut Plan, stacks: Range) -> Result<(), String> {
             plan.clone_thread(addr, t.tid.0);
         }
     }
+    procstate::pending_and_timers(img, plan)?;
     plan.resume(leader.ok_or("no leader thread")?);
     log::info(&format!("{} threads", img.threads.len()));
     Ok(())

@@ -178,6 +178,37 @@ pub fn set_cloexec(fd: i32, on: bool) -> io::Result<()> {
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, v) } as libc::c_long).map(drop)
 }
 
+/// sched_setscheduler(0, policy, priority 0) for the calling thread.
+pub fn sched_set(policy: u32) -> io::Result<()> {
+    let param: i32 = 0;
+    // SAFETY: the kernel reads one struct sched_param (an int).
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            policy as libc::c_long,
+            &param as *const i32,
+        )
+    })
+    .map(drop)
+}
+
+/// setpriority(PRIO_PROCESS, 0, nice): the calling thread's nice value.
+pub fn set_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: plain syscall without pointers.
+    check(unsafe { libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, nice) }).map(drop)
+}
+
+/// Whether timer_create can be asked for a given id
+/// (prctl PR_TIMER_CREATE_RESTORE_IDS, Linux 6.16).
+pub fn timer_restore_ids_supported() -> bool {
+    // SAFETY: prctl GET without pointers.
+    unsafe { libc::syscall(libc::SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0) >= 0 }
+}
+
+/// prctl option: timer_create takes the id in `*created_timer_id`.
+pub const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+
 pub fn close(fd: i32) {
     // SAFETY: callers close only descriptors they created.
     unsafe { libc::close(fd) };

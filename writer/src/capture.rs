@@ -319,6 +319,8 @@ pub fn process(restart_info_addr: u64) -> Process {
         auxv.push((k, v));
     }
     let (ppid, pgid, sid, personality, brk, policy, nice) = mem::misc_ids();
+    let (personality, policy, nice) =
+        crate::procstate::thread_sched(pid).unwrap_or((personality, policy, nice));
     Process {
         pid: Pid(pid),
         ppid: Pid(ppid),
@@ -360,7 +362,7 @@ pub fn process(restart_info_addr: u64) -> Process {
 pub fn signals() -> SignalState {
     SignalState {
         actions: (1..=64).map(mem::kernel_sigaction).collect(),
-        pending: Vec::new(),
+        pending: crate::signals::shared_pending(),
     }
 }
 
@@ -373,7 +375,7 @@ pub fn timers() -> Timers {
         real: mem::itimer(0),
         virt: mem::itimer(1),
         prof: mem::itimer(2),
-        posix: Vec::new(),
+        posix: crate::timers::posix_timers(),
     }
 }
 

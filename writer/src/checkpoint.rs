@@ -188,6 +188,7 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
         .filter(|&i| unsafe { (*slot(i)).tid.load(Ordering::Acquire) } > 0)
         .count();
     IMG_NTHREADS.store((1 + nw + users) as u32, Ordering::Release);
+    crate::signals::take_shared_pending();
     // From here until the end of the write phase, every allocation comes
     // from the scratch arena and the main arena is frozen.
     alloc::SCRATCH_MODE.store(true, Ordering::SeqCst);
@@ -216,6 +217,7 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
     };
     std::mem::forget(r);
     alloc::reset_scratch();
+    crate::signals::before_release();
     suspend::release_all();
     crate::debug!("threads released after {} us", t0.elapsed().as_micros());
     out
@@ -349,7 +351,7 @@ fn thread_records(pid: i32) -> Vec<Thread> {
             robust_list: Addr(s.robust.0),
             robust_list_len: s.robust.1,
             clear_child_tid: Addr(s.ctid),
-            pending: Vec::new(),
+            pending: crate::signals::thread_pending(i),
             resume: r.to_model(),
         });
     }
@@ -411,6 +413,9 @@ fn write_to(
     exclude.extend(config::own_fds());
     exclude.push(crate::mem::PROC_MEM.load(Ordering::Relaxed));
     let fds = capture::fds(&exclude, req.open_files || cfg.open_files).map_err(|e| e.to_string())?;
+    if let Some(e) = crate::signals::overflow() {
+        return Err(e);
+    }
     let threads = thread_records(pid);
     let regions = capture::plan_regions(alloc::scratch_range(), MAX_CHUNK);
     let vdso = regions

@@ -15,7 +15,10 @@ pub mod config;
 pub mod ctx;
 pub mod interpose;
 pub mod mem;
+pub mod procstate;
+pub mod signals;
 pub mod suspend;
+pub mod timers;
 
 use std::io::BufReader;
 use std::net::{TcpStream, ToSocketAddrs};

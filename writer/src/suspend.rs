@@ -128,6 +128,7 @@ pub extern "C" fn handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut libc:
         (*s).xsave_len = len;
     }
     fill_common(s);
+    crate::signals::take_thread_pending(s);
     // SAFETY: resume points into our slot.
     let restarted = unsafe { ckpt_save_context(std::ptr::addr_of_mut!((*s).resume)) };
     if restarted == 0 {
@@ -142,6 +143,7 @@ pub extern "C" fn handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut libc:
     while RELEASE_GEN.load(Ordering::Acquire) == g {
         sys::futex_wait(&RELEASE_GEN, g, 0);
     }
+    crate::signals::after_release(s, restarted != 0);
     // SAFETY: restoring this thread's errno.
     unsafe { *libc::__errno_location() = errno };
 }
