@@ -36,11 +36,7 @@ fn stream_decode_regressions() {
     for (name, data) in inputs("stream_decode") {
         let mut d = StreamDecoder::new(&data[..]);
         let mut steps = 0;
-        loop {
-            match d.next_item() {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(_)) = d.next_item() {
             steps += 1;
             assert!(steps <= data.len(), "{name}: the decoder does not stop");
         }
