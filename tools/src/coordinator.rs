@@ -561,6 +561,11 @@ fn link_generation(sh: &Shared, generation: u64, images: &[ImageRec]) -> Vec<Ima
                     let _ = std::fs::remove_file(&link);
                     std::fs::hard_link(p, &link)
                 });
+            let r = r.and_then(|()| {
+                std::fs::File::open(&gdir)
+                    .and_then(|d| d.sync_all())
+                    .and_then(|()| std::fs::File::open(parent).and_then(|d| d.sync_all()))
+            });
             match r {
                 Ok(()) => ImageRec {
                     path: link.display().to_string(),
@@ -707,9 +712,19 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     f.write_all(data)
         .with_context(|| format!("writing {}", tmp.display()))?;
     f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes a directory's entries (renames, links) durable: before an older
+/// generation is removed, the new one must survive a crash of the host.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync {}", dir.display()))
 }
 
 fn list(sh: &Shared, st: &State) -> Vec<ProcessEntry> {
