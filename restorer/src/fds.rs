@@ -64,8 +64,12 @@ fn io<T>(fd: i32, what: impl Into<String>, r: std::io::Result<T>) -> Result<T> {
 /// Status flags F_SETFL can set (the rest are fixed at open).
 const SETFL_FLAGS: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT;
 /// Status flags given to open(2) when reopening a file.
-const OPEN_FLAGS: i32 =
-    libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC | libc::O_PATH;
+const OPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_SYNC
+    | libc::O_DSYNC
+    | libc::O_PATH;
 
 /// Descriptors the restorer opened for itself, closed when dropped.
 struct Temps {
@@ -244,7 +248,10 @@ fn refill(fd: i32, w: i32, bytes: &[u8]) -> Result<()> {
         format!("writing back {} buffered bytes", bytes.len()),
         sys::write_all(w, bytes),
     )?;
-    log::info(&format!("fd {fd}: {} buffered bytes written back", bytes.len()));
+    log::info(&format!(
+        "fd {fd}: {} buffered bytes written back",
+        bytes.len()
+    ));
     Ok(())
 }
 
@@ -321,7 +328,11 @@ fn open_description(
             let fd = io(
                 n,
                 format!("open directory {}", lossy(path)),
-                sys::open(path, (flags & libc::O_PATH) | libc::O_RDONLY | libc::O_DIRECTORY, 0),
+                sys::open(
+                    path,
+                    (flags & libc::O_PATH) | libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                ),
             )?;
             if flags & libc::O_PATH == 0 && *offset != 0 {
                 if let Err(err) = sys::lseek(fd, *offset) {
@@ -368,7 +379,11 @@ fn deleted_file(n: i32, path: &[u8], bytes: &[u8], flags: i32, temps: &mut Temps
         }
     };
     let tmp = io(n, "moving an fd", temps.keep(tmp))?;
-    io(n, "writing the deleted file's contents", sys::write_all(tmp, bytes))?;
+    io(
+        n,
+        "writing the deleted file's contents",
+        sys::write_all(tmp, bytes),
+    )?;
     // A second open of the same file, with the image's access mode and flags.
     io(
         n,

@@ -253,8 +253,9 @@ pub fn set_pipe_capacity(fd: i32, bytes: usize) -> io::Result<usize> {
 pub fn write_all(fd: i32, mut b: &[u8]) -> io::Result<()> {
     while !b.is_empty() {
         // SAFETY: write reads at most b.len() bytes from b.
-        let n = check(unsafe { libc::write(fd, b.as_ptr() as *const libc::c_void, b.len()) }
-            as libc::c_long)?;
+        let n = check(
+            unsafe { libc::write(fd, b.as_ptr() as *const libc::c_void, b.len()) } as libc::c_long,
+        )?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
         }

@@ -408,8 +408,7 @@ pub fn read(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Opens `path` (NUL-terminated bytes) for the writer's own use.
 pub fn open(path: &std::ffi::CStr, flags: i32) -> std::io::Result<OwnFd> {
     // SAFETY: path is NUL-terminated.
-    cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) } as _)
-        .map(|n| OwnFd(n as i32))
+    cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) } as _).map(|n| OwnFd(n as i32))
 }
 
 /// Whether `a` and `b` are the same open file description (kcmp
@@ -417,6 +416,8 @@ pub fn open(path: &std::ffi::CStr, flags: i32) -> std::io::Result<OwnFd> {
 pub fn same_open_file(a: i32, b: i32) -> Option<bool> {
     let pid = getpid();
     // SAFETY: kcmp compares two of our own descriptors; no pointers.
-    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b) };
+    let r = unsafe {
+        libc::syscall(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b)
+    };
     (r >= 0).then_some(r == 0)
 }

@@ -180,7 +180,11 @@ pub fn fds(exclude: &[i32], open_files: bool) -> Result<Vec<FdEntry>, FdError> {
         let kind = kind_of(s, open_files, &mut drained)?;
         out.push(FdEntry {
             fd: Fd(s.fd),
-            fd_flags: FdFlags(if s.cloexec { libc::FD_CLOEXEC as u32 } else { 0 }),
+            fd_flags: FdFlags(if s.cloexec {
+                libc::FD_CLOEXEC as u32
+            } else {
+                0
+            }),
             ofd_id: ofd_id(&seen, i, &out),
             status_flags: s.status_flags,
             kind,
