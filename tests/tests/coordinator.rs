@@ -52,6 +52,14 @@ impl Lines {
         Lines { rx, seen: vec![] }
     }
 
+    /// Takes every line already printed (the writer has exited or gone
+    /// quiet for `idle`).
+    fn drain(&mut self, idle: Duration) {
+        while let Ok(l) = self.rx.recv_timeout(idle) {
+            self.seen.push(l);
+        }
+    }
+
     fn wait(&mut self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
@@ -1101,5 +1109,113 @@ fn coordinator_ckpt_dir_wins() {
     assert!(
         manifest(&c.ckpt_dir).is_none(),
         "nothing in the process's own dir"
+    );
+}
+
+/// The README's batch job, run twice: the first run is stopped after a
+/// checkpoint and resubmits itself (75); the second restarts from the
+/// manifest, continues the count, finishes (0) and does not resubmit.
+#[test]
+fn batch_job_resubmits_until_done() {
+    let dir = TempDir::new("batch");
+    let tmpdir = dir.path().join("run");
+    let work = dir.path().join("work");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let sbatch = bin.join("sbatch");
+    std::fs::write(&sbatch, "#!/bin/sh\necho \"$1\" >> \"$RESUBMITS\"\n").unwrap();
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stop = dir.path().join("stop");
+    let job = dir.path().join("job.sh");
+    std::fs::write(
+        &job,
+        format!(
+            r#"#!/bin/sh
+if [ -f ckpt_manifest.json ]; then ckpt restart & else ckpt launch {} {} & fi
+pid=$!
+( sleep $((TIME_LIMIT - 600))
+  ckpt command bc && ckpt command k ) &
+wait $pid; st=$?
+[ "$st" -eq 75 ] && sbatch "$0"
+exit "$st"
+"#,
+            program("counter").display(),
+            stop.display()
+        ),
+    )
+    .unwrap();
+    let resubmits = dir.path().join("resubmits");
+    let path = format!(
+        "{}:{}:{}",
+        bin.display(),
+        ckpt().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let port = free_port();
+    let run = |limit: &str| {
+        let mut child = Command::new("sh")
+            .arg(&job)
+            .current_dir(&work)
+            .env("PATH", &path)
+            .env("TIME_LIMIT", limit)
+            .env("RESUBMITS", &resubmits)
+            .env("CKPT_TMPDIR", &tmpdir)
+            .env("CKPT_COORD_PORT", port.to_string())
+            .env("COUNTER_MS", "100")
+            .env_remove("CKPT_SECRET")
+            .env_remove("CKPT_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let lines = Lines::of(child.stdout.take().unwrap());
+        (child, lines)
+    };
+    let kill_group = |child: &Child| {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
+    };
+
+    // Run 1: checkpointed and stopped 2 s in.
+    let (mut first, mut out) = run("602");
+    let n = count(&out.wait(is_count, T)).unwrap();
+    assert_eq!(
+        wait_exit(&mut first, T),
+        Some(75),
+        "stopped after a checkpoint"
+    );
+    out.drain(Duration::from_millis(500));
+    let last = out.seen.iter().rev().find_map(|l| count(l)).unwrap_or(n);
+    kill_group(&first);
+    assert_eq!(
+        std::fs::read_to_string(&resubmits).unwrap().trim(),
+        job.display().to_string(),
+        "resubmitted itself"
+    );
+    assert!(manifest(&work).is_some());
+
+    // Run 2: restarted from the manifest, runs to its end.
+    let (mut second, mut out) = run("630");
+    let first_count = count(&out.wait(is_count, T)).unwrap();
+    assert!(
+        first_count > 1 && first_count <= last + 1,
+        "continues from the checkpoint: {first_count} (stopped at {last})"
+    );
+    std::fs::write(&stop, b"").unwrap();
+    let v = out.wait(|l| l.starts_with("VERDICT"), T);
+    assert!(v.starts_with("VERDICT OK"), "{v}");
+    assert_eq!(
+        wait_exit(&mut second, T),
+        Some(0),
+        "finished: the program's status"
+    );
+    kill_group(&second);
+    assert_eq!(
+        std::fs::read_to_string(&resubmits).unwrap().lines().count(),
+        1,
+        "no resubmission after the end"
     );
 }
