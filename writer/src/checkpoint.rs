@@ -376,6 +376,32 @@ fn parse_hex16(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// Addresses inside the memory our own threads write while the image is
+/// being written: the stacks (with their TCB and static TLS) of the
+/// checkpoint thread and the compression workers, and our library's data
+/// and bss. Pages there change under the encoder, and zstd must not read
+/// a buffer that changes while it compresses it: its matches would decode
+/// to bytes the memory never held (seen as a corrupted TCB `self` pointer
+/// of the checkpoint thread after restart).
+fn writer_hot_addresses() -> Vec<u64> {
+    let nw = compress::NWORKERS.load(Ordering::Acquire);
+    let mut hot = vec![
+        std::ptr::addr_of!(compress::DONE) as u64,
+        std::ptr::addr_of!(suspend::SIGNO) as u64,
+        suspend::slot(0) as u64,
+    ];
+    for i in 0..=nw {
+        // SAFETY: writer slots 0..=nw were filled by their threads before
+        // the write phase (prepare_self + ckpt_save_context); read only.
+        let s = unsafe { &*slot(i) };
+        if s.tid.load(Ordering::Acquire) > 0 {
+            hot.push(s.fs_base);
+            hot.push(s.resume.rsp);
+        }
+    }
+    hot
+}
+
 /// The write phase (scratch arena): returns (final path, bytes).
 fn write_image(
     req: &ckpt_protocol::CheckpointRequest,
@@ -458,15 +484,19 @@ fn write_to(
     for t in &threads {
         enc.thread(t).map_err(err)?;
     }
+    let hot = writer_hot_addresses();
     let mut jobs = Vec::new();
     for r in &regions {
         let idx = enc.region(&r.region).map_err(err)?;
+        let (start, end) = (r.region.start.0, r.region.end.0);
+        let volatile = hot.iter().any(|&a| start <= a && a < end);
         for &(addr, pages) in &r.runs {
             jobs.push(Job {
                 region: idx,
                 addr,
                 pages,
                 direct: r.direct,
+                volatile,
             });
         }
     }

@@ -27,6 +27,9 @@ pub struct Job {
     pub pages: u32,
     /// Readable in place (else through /proc/self/mem).
     pub direct: bool,
+    /// Our own threads write these pages during the write phase: compress
+    /// a private copy, never the live bytes.
+    pub volatile: bool,
 }
 
 /// Result of a job: 0 pending, 1 zstd frame at (ptr, len), 2 store raw.
@@ -129,8 +132,12 @@ pub fn help(c: &Cctx) -> bool {
     let j = &jobs[i];
     let len = j.pages as u64 * 4096;
     let mut inbuf = c.inbuf.borrow_mut();
-    let src = if j.direct {
+    let src = if j.direct && !j.volatile {
         crate::mem::slice(j.addr, len)
+    } else if j.direct {
+        inbuf.resize(len as usize, 0);
+        crate::mem::copy_into(j.addr, &mut inbuf);
+        &inbuf[..]
     } else {
         inbuf.resize(len as usize, 0);
         crate::mem::read_pages(j.addr, false, &mut inbuf);
