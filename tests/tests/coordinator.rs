@@ -944,6 +944,25 @@ fn listens_on_loopback_only_by_default() {
     assert!(r.is_err(), "{addr}:{} must not answer", c.port);
     assert!(std::net::TcpStream::connect(("127.0.0.1", c.port)).is_ok());
     assert_eq!(mode(&c.tmpdir.join(format!("secret-{}", c.port))), 0o600);
+    // Told to listen wider (a multi-host run), it answers there, and still
+    // only with the secret.
+    let wide = Computation::with_coordinator_args("wide", &["--listen", "0.0.0.0"]);
+    let at = |secret: Option<&str>| {
+        let mut cmd = Command::new(ckpt());
+        cmd.args(["command", "s"])
+            .env("CKPT_TMPDIR", &wide.tmpdir)
+            .env("CKPT_COORD_HOST", &addr)
+            .env("CKPT_COORD_PORT", wide.port.to_string())
+            .env_remove("CKPT_SECRET");
+        if let Some(s) = secret {
+            cmd.env("CKPT_SECRET", s);
+        }
+        cmd.output().unwrap()
+    };
+    assert_eq!(at(None).status.code(), Some(1), "reachable at {addr}");
+    let refused = at(Some("bad"));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("wrong secret"));
 }
 
 #[test]
