@@ -1,6 +1,7 @@
 //! File descriptors, recreated before the final stage: regular files
 //! (deleted ones from their stored contents), directories, safe devices,
-//! pipes and FIFOs with the bytes that were buffered in them.
+//! pipes and FIFOs with the bytes that were buffered in them, eventfds
+//! with their counters.
 //!
 //! Every open file description of the image (one `ofd_id`) is opened
 //! once, at a number above every image fd, then duplicated onto each of
@@ -118,6 +119,7 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
             | FdKind::Pipe { .. }
             | FdKind::Fifo { .. }
             | FdKind::Device { .. }
+            | FdKind::EventFd { .. }
             | FdKind::Unsupported
     );
     if !ours {
@@ -346,6 +348,11 @@ fn open_description(
             n,
             format!("open device {}", lossy(path)),
             sys::open(path, flags, 0),
+        )?,
+        FdKind::EventFd { count, semaphore } => io(
+            n,
+            format!("eventfd with count {count}"),
+            sys::eventfd(*count, *semaphore),
         )?,
         other => {
             return Err(FdRestoreError::Unsupported {

@@ -276,3 +276,18 @@ pub fn set_status_flags(fd: i32, flags: i32) -> io::Result<()> {
     // SAFETY: fcntl without pointers.
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } as libc::c_long).map(drop)
 }
+
+/// An eventfd holding `count`, close-on-exec (EFD_SEMAPHORE when asked).
+pub fn eventfd(count: u64, semaphore: bool) -> io::Result<i32> {
+    let flags = libc::EFD_CLOEXEC | if semaphore { libc::EFD_SEMAPHORE } else { 0 };
+    // SAFETY: plain syscall without pointers.
+    let fd = check(unsafe { libc::eventfd(0, flags) } as libc::c_long)? as i32;
+    if count != 0 {
+        // A fresh counter has room for any value an eventfd can hold.
+        if let Err(e) = write_all(fd, &count.to_ne_bytes()) {
+            close(fd);
+            return Err(e);
+        }
+    }
+    Ok(fd)
+}

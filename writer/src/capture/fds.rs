@@ -36,6 +36,12 @@ pub enum FdError {
     UnknownDevice { fd: i32, path: String, rdev: u64 },
     /// The bytes in a pipe or FIFO could not be read without consuming them.
     PipePeek { fd: i32, error: std::io::Error },
+    /// An event fd whose /proc fdinfo lacks a field its state needs.
+    FdInfo {
+        fd: i32,
+        kind: &'static str,
+        field: &'static str,
+    },
 }
 
 impl std::fmt::Display for FdError {
@@ -57,6 +63,10 @@ impl std::fmt::Display for FdError {
             FdError::PipePeek { fd, error } => {
                 write!(f, "fd {fd}: cannot read the bytes buffered in the pipe: {error}")
             }
+            FdError::FdInfo { fd, kind, field } => write!(
+                f,
+                "fd {fd}: {kind}: /proc fdinfo has no readable \"{field}\" line; cannot be checkpointed"
+            ),
         }
     }
 }
@@ -140,6 +150,8 @@ struct Seen {
     status_flags: u32,
     cloexec: bool,
     meta: Option<std::fs::Metadata>,
+    /// The text of /proc/thread-self/fdinfo/N (event fds keep their state there).
+    info: String,
 }
 
 fn look(n: i32) -> Option<Seen> {
@@ -160,6 +172,7 @@ fn look(n: i32) -> Option<Seen> {
         status_flags: flags & !(libc::O_CLOEXEC as u32),
         cloexec: flags & libc::O_CLOEXEC as u32 != 0,
         meta: std::fs::metadata(format!("/proc/thread-self/fd/{n}")).ok(),
+        info,
     })
 }
 
@@ -298,6 +311,8 @@ fn kind_of(s: &Seen, open_files: bool, drained: &mut Vec<u64>) -> Result<FdKind,
                 None
             },
         }
+    } else if t == b"anon_inode:[eventfd]" {
+        eventfd(n, &s.info)?
     } else if mode == libc::S_IFIFO {
         // A FIFO's bytes go with its first descriptor, whatever its mode.
         let buffered = if first_time(ino) {
@@ -314,5 +329,25 @@ fn kind_of(s: &Seen, open_files: bool, drained: &mut Vec<u64>) -> Result<FdKind,
             fd: n,
             target: String::from_utf8_lossy(t).into_owned(),
         });
+    })
+}
+
+/// A number in an fdinfo line `key value`, in `radix`.
+fn info_num(info: &str, key: &str, radix: u32) -> Option<u64> {
+    field(info, key).and_then(|v| u64::from_str_radix(&v, radix).ok())
+}
+
+/// An eventfd: its counter (`eventfd-count`, hex) and `EFD_SEMAPHORE`
+/// (`eventfd-semaphore`, Linux 6.6). O_NONBLOCK is in the status flags.
+fn eventfd(fd: i32, info: &str) -> Result<FdKind, FdError> {
+    let missing = |field| FdError::FdInfo {
+        fd,
+        kind: "eventfd",
+        field,
+    };
+    Ok(FdKind::EventFd {
+        count: info_num(info, "eventfd-count:", 16).ok_or(missing("eventfd-count"))?,
+        semaphore: info_num(info, "eventfd-semaphore:", 10).ok_or(missing("eventfd-semaphore"))?
+            != 0,
     })
 }
