@@ -90,7 +90,18 @@ extern "C" fn ckpt_writer_init() {
     start_threads();
 }
 
+/// Starts the writer's threads with every signal blocked from their
+/// first instruction: a thread inherits its creator's mask, and one that
+/// blocked only once running could take a process-directed signal the
+/// program blocked (a signal the program reads through a signalfd killed
+/// it when it arrived before the checkpoint thread's own sigmask call).
 fn start_threads() {
+    let old = sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
+    spawn_threads();
+    sys::sigmask(libc::SIG_SETMASK, Some(old));
+}
+
+fn spawn_threads() {
     // SAFETY: sysconf has no side effects.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     let nw = (cpus.min(4) - 1).min(compress::MAX_WORKERS);
