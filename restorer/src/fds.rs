@@ -1,7 +1,7 @@
 //! File descriptors, recreated before the final stage: regular files
 //! (deleted ones from their stored contents), directories, safe devices,
 //! pipes and FIFOs with the bytes that were buffered in them, eventfds
-//! with their counters.
+//! with their counters, signalfds with their masks.
 //!
 //! Every open file description of the image (one `ofd_id`) is opened
 //! once, at a number above every image fd, then duplicated onto each of
@@ -120,6 +120,7 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
             | FdKind::Fifo { .. }
             | FdKind::Device { .. }
             | FdKind::EventFd { .. }
+            | FdKind::SignalFd { .. }
             | FdKind::Unsupported
     );
     if !ours {
@@ -353,6 +354,11 @@ fn open_description(
             n,
             format!("eventfd with count {count}"),
             sys::eventfd(*count, *semaphore),
+        )?,
+        FdKind::SignalFd { mask } => io(
+            n,
+            format!("signalfd with mask {mask:#x}"),
+            sys::signalfd(*mask),
         )?,
         other => {
             return Err(FdRestoreError::Unsupported {

@@ -291,3 +291,18 @@ pub fn eventfd(count: u64, semaphore: bool) -> io::Result<i32> {
     }
     Ok(fd)
 }
+
+/// A signalfd accepting the signals of `mask` (bit k-1 = signal k), close-on-exec.
+pub fn signalfd(mask: u64) -> io::Result<i32> {
+    // SAFETY: the kernel reads 8 bytes of mask (its sigset size) from our u64.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &mask as *const u64,
+            8usize,
+            libc::SFD_CLOEXEC,
+        )
+    })
+    .map(|fd| fd as i32)
+}

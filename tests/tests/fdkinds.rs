@@ -24,3 +24,8 @@ fn story(kinds: &str) {
 fn eventfd() {
     story("eventfd");
 }
+
+#[test]
+fn signalfd() {
+    story("signalfd");
+}

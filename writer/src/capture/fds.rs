@@ -313,6 +313,14 @@ fn kind_of(s: &Seen, open_files: bool, drained: &mut Vec<u64>) -> Result<FdKind,
         }
     } else if t == b"anon_inode:[eventfd]" {
         eventfd(n, &s.info)?
+    } else if t == b"anon_inode:[signalfd]" {
+        FdKind::SignalFd {
+            mask: info_num(&s.info, "sigmask:", 16).ok_or(FdError::FdInfo {
+                fd: n,
+                kind: "signalfd",
+                field: "sigmask",
+            })?,
+        }
     } else if mode == libc::S_IFIFO {
         // A FIFO's bytes go with its first descriptor, whatever its mode.
         let buffered = if first_time(ino) {
