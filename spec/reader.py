@@ -25,7 +25,7 @@ import zlib
 # §2, §7
 MAGIC = b"\x89CKPT\r\n\x1a"
 TRAILER_MAGIC = b"CKPTTRLR"
-READER_MAJOR, READER_MINOR = 1, 0
+READER_MAJOR, READER_MINOR = 1, 1
 
 # §3.3
 KINDS = {
@@ -300,6 +300,11 @@ def fd(p):
         f["mask"] = p.u64()
     elif kind == "timerfd":
         f.update(clock=p.i32(), interval_ns=p.u64(), value_ns=p.u64())
+        # 1.1: settime_flags and ticks end the payload when present.
+        if p.minor >= 1 and p.remaining():
+            f.update(settime_flags=p.u32(), ticks=p.u64())
+        else:
+            f.update(settime_flags=0, ticks=0)
     elif kind == "inotify":
         f["watches"] = p.list(lambda: [text(p.path()), p.u32()])
     elif kind == "device":
@@ -505,6 +510,7 @@ def read_image(img):
             out["chunks"].append(chunk(payload, off, page_size, out["regions"]))
         else:
             p = Payload(payload, start, name)
+            p.minor = minor
             value = DECODERS[name](p)
             p.finish(minor)
             if name == "HEADER":

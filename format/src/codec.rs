@@ -32,15 +32,19 @@ pub(crate) struct In<'a> {
     /// Absolute image offset of `buf[0]`.
     base: u64,
     kind: RecordKind,
+    /// Format minor version of the image: fields a minor added are read
+    /// only from images of that minor or newer.
+    minor: u16,
 }
 
 impl<'a> In<'a> {
-    pub(crate) fn new(buf: &'a [u8], base: u64, kind: RecordKind) -> Self {
+    pub(crate) fn new(buf: &'a [u8], base: u64, kind: RecordKind, minor: u16) -> Self {
         In {
             buf,
             pos: 0,
             base,
             kind,
+            minor,
         }
     }
 
@@ -526,11 +530,19 @@ impl Wire for FdKind {
                 clock,
                 interval_ns,
                 value_ns,
+                settime_flags,
+                ticks,
             } => {
                 TIMERFD.put(w);
                 clock.put(w);
                 interval_ns.put(w);
                 value_ns.put(w);
+                // Format 1.1 (spec §4.5): present only when not both zero,
+                // so a timerfd without them is a 1.0 record.
+                if *settime_flags != 0 || *ticks != 0 {
+                    settime_flags.put(w);
+                    ticks.put(w);
+                }
             }
             FdKind::Inotify { watches } => {
                 INOTIFY.put(w);
@@ -602,11 +614,25 @@ impl Wire for FdKind {
             SIGNALFD => FdKind::SignalFd {
                 mask: Wire::get(g)?,
             },
-            TIMERFD => FdKind::TimerFd {
-                clock: Wire::get(g)?,
-                interval_ns: Wire::get(g)?,
-                value_ns: Wire::get(g)?,
-            },
+            TIMERFD => {
+                let clock = Wire::get(g)?;
+                let interval_ns = Wire::get(g)?;
+                let value_ns = Wire::get(g)?;
+                // The 1.1 fields end the payload when present; a 1.0
+                // image has none (its trailing bytes stay an error).
+                let (settime_flags, ticks) = if g.minor >= 1 && g.remaining() > 0 {
+                    (Wire::get(g)?, Wire::get(g)?)
+                } else {
+                    (0, 0)
+                };
+                FdKind::TimerFd {
+                    clock,
+                    interval_ns,
+                    value_ns,
+                    settime_flags,
+                    ticks,
+                }
+            }
             INOTIFY => FdKind::Inotify {
                 watches: get_watches(g)?,
             },
@@ -627,8 +653,13 @@ pub(crate) fn encode<T: Wire>(v: &T) -> Vec<u8> {
 }
 
 /// Decodes a whole payload as one value; every byte must be used.
-pub(crate) fn decode<T: Wire>(payload: &[u8], base: u64, kind: RecordKind) -> Result<T> {
-    let mut r = In::new(payload, base, kind);
+pub(crate) fn decode<T: Wire>(
+    payload: &[u8],
+    base: u64,
+    kind: RecordKind,
+    minor: u16,
+) -> Result<T> {
+    let mut r = In::new(payload, base, kind, minor);
     let v = T::get(&mut r)?;
     r.finish()?;
     Ok(v)
@@ -636,6 +667,11 @@ pub(crate) fn decode<T: Wire>(payload: &[u8], base: u64, kind: RecordKind) -> Re
 
 /// Decodes one value from the start of a payload, ignoring what follows
 /// (fields a newer minor version appended).
-pub(crate) fn decode_prefix<T: Wire>(payload: &[u8], base: u64, kind: RecordKind) -> Result<T> {
-    T::get(&mut In::new(payload, base, kind))
+pub(crate) fn decode_prefix<T: Wire>(
+    payload: &[u8],
+    base: u64,
+    kind: RecordKind,
+    minor: u16,
+) -> Result<T> {
+    T::get(&mut In::new(payload, base, kind, minor))
 }

@@ -252,9 +252,9 @@ impl Metadata {
     /// an older reader skips them.
     fn decode<T: codec::Wire>(&self, payload: &[u8], base: u64, kind: RecordKind) -> Result<T> {
         if self.version.1 > crate::FORMAT_MINOR {
-            codec::decode_prefix(payload, base, kind)
+            codec::decode_prefix(payload, base, kind, self.version.1)
         } else {
-            codec::decode(payload, base, kind)
+            codec::decode(payload, base, kind, self.version.1)
         }
     }
 

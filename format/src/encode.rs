@@ -91,6 +91,8 @@ pub struct Encoder<W: Write> {
     /// SIGNALS, TIMERS, RLIMITS, PID_TABLE written so far (at most once each).
     once_written: Vec<RecordKind>,
     threads: u64,
+    /// Format minor version in the preamble.
+    minor: u16,
 }
 
 /// Pad bytes (a pad is shorter than the largest page size).
@@ -105,8 +107,23 @@ fn overlaps(map: &BTreeMap<u64, u64>, start: u64, end: u64) -> bool {
 }
 
 impl<W: Write> Encoder<W> {
-    /// Starts an image: writes the preamble and the HEADER record.
+    /// Starts an image of format 1.0: writes the preamble and the HEADER
+    /// record. A record that needs a newer minor is refused; see
+    /// [`Encoder::with_minor`].
     pub fn new(w: W, header: &ImageHeader) -> Result<Self> {
+        Self::with_minor(w, header, 0)
+    }
+
+    /// Starts an image of format 1.`minor` (at most [`crate::FORMAT_MINOR`]).
+    /// The preamble comes first and the stream never seeks, so the caller
+    /// says up front which minor its records need: the lowest one that can
+    /// express them (spec §9.1, [`crate::minor_for_fds`]).
+    pub fn with_minor(w: W, header: &ImageHeader, minor: u16) -> Result<Self> {
+        if minor > crate::FORMAT_MINOR {
+            return Err(Error::Usage(
+                "format minor version newer than this encoder's",
+            ));
+        }
         let ps = header.page_size as u64;
         if !(4096..=65536).contains(&ps) || !ps.is_power_of_two() {
             return Err(Error::Usage(
@@ -125,8 +142,9 @@ impl<W: Write> Encoder<W> {
             process_written: false,
             once_written: Vec::new(),
             threads: 0,
+            minor,
         };
-        e.put(&raw::to_bytes(&Preamble::current()))?;
+        e.put(&raw::to_bytes(&Preamble::of_minor(minor)))?;
         e.meta(RecordKind::Header, header)?;
         Ok(e)
     }
@@ -188,7 +206,7 @@ impl<W: Write> Encoder<W> {
                 limit: crate::decode::MAX_METADATA_PAYLOAD,
             });
         }
-        codec::decode::<T>(&payload, base, kind)?;
+        codec::decode::<T>(&payload, base, kind, self.minor)?;
         self.record(kind, &payload)
     }
 
@@ -237,6 +255,11 @@ impl<W: Write> Encoder<W> {
 
     /// An FD record.
     pub fn fd(&mut self, f: &FdEntry) -> Result<()> {
+        if f.kind.min_minor() > self.minor {
+            return Err(Error::Usage(
+                "a timerfd with settime flags or pending ticks needs format 1.1 (Encoder::with_minor)",
+            ));
+        }
         self.meta(RecordKind::Fd, f)
     }
 

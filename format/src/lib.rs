@@ -88,7 +88,16 @@ pub use validate::{validate_bytes, validate_reader, Report};
 
 /// Major version of the format this crate writes and reads.
 pub const FORMAT_MAJOR: u16 = 1;
-/// Minor version this crate writes (it reads every minor of its major).
-pub const FORMAT_MINOR: u16 = 0;
+/// Newest minor version this crate writes (it reads every minor of its
+/// major). An image is written with the lowest minor that can express it
+/// (spec §9.1): see [`minor_for_fds`] and [`Encoder::with_minor`].
+pub const FORMAT_MINOR: u16 = 1;
+
+/// The lowest format minor version that can express these descriptors:
+/// 1 when a timerfd has settime flags or pending ticks (fields added in
+/// 1.1), else 0.
+pub fn minor_for_fds(fds: &[FdEntry]) -> u16 {
+    fds.iter().map(|f| f.kind.min_minor()).max().unwrap_or(0)
+}
 /// The writer version string stored in images.
 pub const WRITER_VERSION: &str = concat!("ckpt ", env!("CARGO_PKG_VERSION"));

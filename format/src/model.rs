@@ -594,6 +594,11 @@ pub enum FdKind {
         interval_ns: u64,
         /// Time to the next expiry in nanoseconds.
         value_ns: u64,
+        /// `timerfd_settime` flags (TFD_TIMER_ABSTIME = 1,
+        /// TFD_TIMER_CANCEL_ON_SET = 2). Format 1.1; 0 in 1.0 images.
+        settime_flags: u32,
+        /// Expirations not yet read. Format 1.1; 0 in 1.0 images.
+        ticks: u64,
     },
     /// An inotify instance.
     Inotify {
@@ -716,4 +721,18 @@ pub struct Rlimit {
     pub cur: u64,
     /// Hard limit.
     pub max: u64,
+}
+
+impl FdKind {
+    /// The lowest format minor version that can express this kind's fields.
+    pub fn min_minor(&self) -> u16 {
+        match self {
+            FdKind::TimerFd {
+                settime_flags,
+                ticks,
+                ..
+            } if *settime_flags != 0 || *ticks != 0 => 1,
+            _ => 0,
+        }
+    }
 }

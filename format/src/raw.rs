@@ -181,12 +181,17 @@ pub fn from_bytes<T: for<'a> BinRead<Args<'a> = ()>>(b: &[u8]) -> Option<T> {
 }
 
 impl Preamble {
-    /// The preamble of this version.
+    /// The preamble of the newest version this crate writes.
     pub fn current() -> Self {
+        Self::of_minor(crate::FORMAT_MINOR)
+    }
+
+    /// The preamble of format 1.`minor`.
+    pub fn of_minor(minor: u16) -> Self {
         let mut p = Preamble {
             magic: MAGIC,
             major: crate::FORMAT_MAJOR,
-            minor: crate::FORMAT_MINOR,
+            minor,
             crc: 0,
         };
         p.crc = crc32fast::hash(&to_bytes(&p)[..12]);

@@ -36,7 +36,8 @@ pub struct Sample {
 impl Sample {
     /// Encodes the sample into bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut e = Encoder::new(Vec::new(), &self.header)?;
+        let minor = crate::minor_for_fds(&self.fds);
+        let mut e = Encoder::with_minor(Vec::new(), &self.header, minor)?;
         e.process(&self.process)?;
         for t in &self.threads {
             e.thread(t)?;
@@ -435,6 +436,8 @@ pub fn full() -> Sample {
                 clock: 1,
                 interval_ns: 1_000_000,
                 value_ns: 250_000,
+                settime_flags: 0,
+                ticks: 0,
             },
         ),
         f(

@@ -1,7 +1,8 @@
 //! File descriptors, recreated before the final stage: regular files
 //! (deleted ones from their stored contents), directories, safe devices,
 //! pipes and FIFOs with the bytes that were buffered in them, eventfds
-//! with their counters, signalfds with their masks.
+//! with their counters, signalfds with their masks, timerfds with their
+//! remaining time, interval, settime flags and pending ticks.
 //!
 //! Every open file description of the image (one `ofd_id`) is opened
 //! once, at a number above every image fd, then duplicated onto each of
@@ -121,6 +122,7 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
             | FdKind::Device { .. }
             | FdKind::EventFd { .. }
             | FdKind::SignalFd { .. }
+            | FdKind::TimerFd { .. }
             | FdKind::Unsupported
     );
     if !ours {
@@ -359,6 +361,17 @@ fn open_description(
             n,
             format!("signalfd with mask {mask:#x}"),
             sys::signalfd(*mask),
+        )?,
+        FdKind::TimerFd {
+            clock,
+            interval_ns,
+            value_ns,
+            settime_flags,
+            ticks,
+        } => io(
+            n,
+            format!("timerfd on clock {clock}"),
+            sys::timerfd(*clock, *value_ns, *interval_ns, *settime_flags, *ticks),
         )?,
         other => {
             return Err(FdRestoreError::Unsupported {

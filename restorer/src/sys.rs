@@ -1,6 +1,8 @@
 //! Raw system calls the restorer's ordinary code needs (memory, signals,
 //! limits). Namespaces and process creation live in `ns_sys.rs`.
 
+/// Terminal ioctls.
+
 use std::io;
 
 fn check(r: libc::c_long) -> io::Result<libc::c_long> {
@@ -305,4 +307,68 @@ pub fn signalfd(mask: u64) -> io::Result<i32> {
         )
     })
     .map(|fd| fd as i32)
+}
+
+/// `TFD_IOC_SET_TICKS`: sets a timerfd's count of unread expirations.
+const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
+
+fn timespec(ns: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as _,
+        tv_nsec: (ns % 1_000_000_000) as _,
+    }
+}
+
+/// A timerfd on `clock`, close-on-exec, armed to expire `value_ns` from
+/// now and every `interval_ns` after, with `ticks` expirations unread.
+/// With TFD_TIMER_ABSTIME in `flags` it is armed at now + `value_ns` on
+/// its clock, flags kept (TFD_TIMER_CANCEL_ON_SET needs them).
+pub fn timerfd(
+    clock: i32,
+    value_ns: u64,
+    interval_ns: u64,
+    flags: u32,
+    ticks: u64,
+) -> io::Result<i32> {
+    // SAFETY: plain syscall without pointers.
+    let fd =
+        check(unsafe { libc::timerfd_create(clock, libc::TFD_CLOEXEC) } as libc::c_long)? as i32;
+    let arm = || -> io::Result<()> {
+        // An armed periodic timer can show 0 left (it expired a moment
+        // ago); 0 would disarm it.
+        let value = if value_ns == 0 && interval_ns != 0 {
+            1
+        } else {
+            value_ns
+        };
+        let mut it_value = timespec(value);
+        if value != 0 && flags & libc::TFD_TIMER_ABSTIME as u32 != 0 {
+            let mut now = timespec(0);
+            // SAFETY: clock_gettime writes one timespec into `now`.
+            check(unsafe { libc::clock_gettime(clock, &mut now) } as libc::c_long)?;
+            let abs = (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64 + value;
+            it_value = timespec(abs);
+        }
+        let its = libc::itimerspec {
+            it_interval: timespec(interval_ns),
+            it_value,
+        };
+        // SAFETY: the kernel reads one itimerspec; no old value asked for.
+        check(
+            unsafe { libc::timerfd_settime(fd, flags as i32, &its, std::ptr::null_mut()) }
+                as libc::c_long,
+        )?;
+        if ticks != 0 {
+            // SAFETY: the kernel reads one u64 from `ticks`.
+            check(
+                unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS as _, &ticks as *const u64) } as libc::c_long,
+            )?;
+        }
+        Ok(())
+    };
+    if let Err(e) = arm() {
+        close(fd);
+        return Err(e);
+    }
+    Ok(fd)
 }

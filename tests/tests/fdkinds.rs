@@ -29,3 +29,8 @@ fn eventfd() {
 fn signalfd() {
     story("signalfd");
 }
+
+#[test]
+fn timerfd() {
+    story("timerfd");
+}

@@ -203,9 +203,12 @@ fn fd(f: &FdEntry) -> Value {
             clock,
             interval_ns,
             value_ns,
+            settime_flags,
+            ticks,
         } => (
             "timerfd",
-            json!({"clock": clock, "interval_ns": interval_ns, "value_ns": value_ns}),
+            json!({"clock": clock, "interval_ns": interval_ns, "value_ns": value_ns,
+                   "settime_flags": settime_flags, "ticks": ticks}),
         ),
         FdKind::Inotify { watches } => (
             "inotify",

@@ -479,7 +479,8 @@ fn write_to(
     };
     let bw = std::io::BufWriter::with_capacity(1 << 20, file);
     let err = |e: ckpt_format::Error| format!("write {tmp}: {e}");
-    let mut enc = Encoder::new(bw, &header).map_err(err)?;
+    let minor = ckpt_format::minor_for_fds(&fds);
+    let mut enc = Encoder::with_minor(bw, &header, minor).map_err(err)?;
     enc.process(&process).map_err(err)?;
     for t in &threads {
         enc.thread(t).map_err(err)?;

@@ -178,6 +178,8 @@ impl Gen {
                 clock: self.i32(),
                 interval_ns: self.u64(),
                 value_ns: self.u64(),
+                settime_flags: 0,
+                ticks: 0,
             },
             12 => FdKind::Inotify {
                 watches: (0..self.below(3))

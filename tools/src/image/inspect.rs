@@ -216,8 +216,22 @@ fn describe_fd(f: &FdEntry) -> String {
             clock,
             interval_ns,
             value_ns,
+            settime_flags,
+            ticks,
         } => {
-            format!("timerfd clock {clock} value {value_ns} ns interval {interval_ns} ns")
+            format!(
+                "timerfd clock {clock} value {value_ns} ns interval {interval_ns} ns{}{}",
+                if *settime_flags != 0 {
+                    format!(" settime flags {settime_flags:#x}")
+                } else {
+                    String::new()
+                },
+                if *ticks != 0 {
+                    format!(", {ticks} ticks pending")
+                } else {
+                    String::new()
+                }
+            )
         }
         FdKind::Inotify { watches } => format!("inotify {} watches", watches.len()),
         FdKind::Device { path, rdev } => {

@@ -308,7 +308,8 @@ pub fn repack<W: Write>(
         modes.push(mode);
     }
 
-    let mut enc = Encoder::new(out, img.header())?;
+    let minor = ckpt_format::minor_for_fds(img.fds());
+    let mut enc = Encoder::with_minor(out, img.header(), minor)?;
     enc.process(img.process())?;
     for t in img.threads() {
         enc.thread(t)?;

@@ -313,6 +313,8 @@ fn kind_of(s: &Seen, open_files: bool, drained: &mut Vec<u64>) -> Result<FdKind,
         }
     } else if t == b"anon_inode:[eventfd]" {
         eventfd(n, &s.info)?
+    } else if t == b"anon_inode:[timerfd]" {
+        timerfd(n, &s.info)?
     } else if t == b"anon_inode:[signalfd]" {
         FdKind::SignalFd {
             mask: info_num(&s.info, "sigmask:", 16).ok_or(FdError::FdInfo {
@@ -357,5 +359,33 @@ fn eventfd(fd: i32, info: &str) -> Result<FdKind, FdError> {
         count: info_num(info, "eventfd-count:", 16).ok_or(missing("eventfd-count"))?,
         semaphore: info_num(info, "eventfd-semaphore:", 10).ok_or(missing("eventfd-semaphore"))?
             != 0,
+    })
+}
+
+/// An fdinfo time `(seconds, nanoseconds)` in nanoseconds.
+fn info_time(info: &str, key: &str) -> Option<u64> {
+    let v = field(info, key)?;
+    let (s, ns) = v.trim_matches(['(', ')']).split_once(',')?;
+    let s: u64 = s.trim().parse().ok()?;
+    let ns: u64 = ns.trim().parse().ok()?;
+    s.checked_mul(1_000_000_000)?.checked_add(ns)
+}
+
+/// A timerfd: clock (`clockid`), time to the next expiry (`it_value`,
+/// relative even for TFD_TIMER_ABSTIME), interval (`it_interval`),
+/// settime flags (`settime flags`, octal) and expirations not yet read
+/// (`ticks`).
+fn timerfd(fd: i32, info: &str) -> Result<FdKind, FdError> {
+    let missing = |field| FdError::FdInfo {
+        fd,
+        kind: "timerfd",
+        field,
+    };
+    Ok(FdKind::TimerFd {
+        clock: info_num(info, "clockid:", 10).ok_or(missing("clockid"))? as i32,
+        value_ns: info_time(info, "it_value:").ok_or(missing("it_value"))?,
+        interval_ns: info_time(info, "it_interval:").ok_or(missing("it_interval"))?,
+        settime_flags: info_num(info, "settime flags:", 8).ok_or(missing("settime flags"))? as u32,
+        ticks: info_num(info, "ticks:", 10).ok_or(missing("ticks"))?,
     })
 }
