@@ -2,7 +2,8 @@
 //! (deleted ones from their stored contents), directories, safe devices,
 //! pipes and FIFOs with the bytes that were buffered in them, eventfds
 //! with their counters, signalfds with their masks, timerfds with their
-//! remaining time, interval, settime flags and pending ticks.
+//! remaining time, interval, settime flags and pending ticks, epoll sets
+//! with their registrations (added once every other fd is in place).
 //!
 //! Every open file description of the image (one `ofd_id`) is opened
 //! once, at a number above every image fd, then duplicated onto each of
@@ -123,6 +124,7 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
             | FdKind::EventFd { .. }
             | FdKind::SignalFd { .. }
             | FdKind::TimerFd { .. }
+            | FdKind::Epoll { .. }
             | FdKind::Unsupported
     );
     if !ours {
@@ -219,6 +221,47 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
             e.fd.0,
             describe(&e.kind)
         ));
+    }
+    // Registrations last, when every fd they name is on its number.
+    for e in &mine {
+        if let FdKind::Epoll { entries } = &e.kind {
+            let ep = sources[&e.ofd_id];
+            // A one-shot registration that already fired keeps only its
+            // private bits, and ADD always arms EPOLLERR | EPOLLHUP: it is
+            // added first, alone, armed for everything, and fired once here
+            // (when its file is ready at all) so it is disabled again.
+            let private = (libc::EPOLLONESHOT | libc::EPOLLET | libc::EPOLLWAKEUP | libc::EPOLLEXCLUSIVE) as u32;
+            let (disabled, armed): (Vec<_>, Vec<_>) =
+                entries.iter().partition(|r| r.events & !private == 0);
+            for r in &disabled {
+                io(
+                    e.fd.0,
+                    format!("epoll_ctl ADD disabled one-shot fd {}", r.fd.0),
+                    sys::epoll_add(ep, r.fd.0, r.events | !private & 0xffff, r.data),
+                )?;
+                if !io(e.fd.0, "epoll_wait", sys::epoll_poll_one(ep))? {
+                    log::warn(&format!(
+                        "fd {}: epoll: the fired one-shot registration of fd {} comes back armed (its file is not ready now)",
+                        e.fd.0, r.fd.0
+                    ));
+                }
+            }
+            for r in armed {
+                io(
+                    e.fd.0,
+                    format!(
+                        "epoll_ctl ADD fd {} events {:#x} data {:#x}",
+                        r.fd.0, r.events, r.data
+                    ),
+                    sys::epoll_add(ep, r.fd.0, r.events, r.data),
+                )?;
+            }
+            log::info(&format!(
+                "fd {}: epoll: {} registrations",
+                e.fd.0,
+                entries.len()
+            ));
+        }
     }
     kept.sort();
     kept.dedup();
@@ -362,6 +405,7 @@ fn open_description(
             format!("signalfd with mask {mask:#x}"),
             sys::signalfd(*mask),
         )?,
+        FdKind::Epoll { .. } => io(n, "epoll_create1", sys::epoll_create())?,
         FdKind::TimerFd {
             clock,
             interval_ns,

@@ -372,3 +372,24 @@ pub fn timerfd(
     }
     Ok(fd)
 }
+
+/// A new epoll set, close-on-exec.
+pub fn epoll_create() -> io::Result<i32> {
+    // SAFETY: plain syscall without pointers.
+    check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as libc::c_long).map(|fd| fd as i32)
+}
+
+/// EPOLL_CTL_ADD of `fd` to `ep` with its events and data.
+pub fn epoll_add(ep: i32, fd: i32, events: u32, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: the kernel reads one epoll_event from `ev`.
+    check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) } as libc::c_long)
+        .map(drop)
+}
+
+/// epoll_wait for at most one event, without waiting: whether one came.
+pub fn epoll_poll_one(ep: i32) -> io::Result<bool> {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: the kernel writes at most one epoll_event into `ev`.
+    check(unsafe { libc::epoll_wait(ep, &mut ev, 1, 0) } as libc::c_long).map(|n| n == 1)
+}

@@ -34,3 +34,8 @@ fn signalfd() {
 fn timerfd() {
     story("timerfd");
 }
+
+#[test]
+fn epoll_watching_every_kind() {
+    story("eventfd,timerfd,signalfd,epoll");
+}

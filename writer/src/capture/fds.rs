@@ -9,7 +9,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
-use ckpt_format::{Fd, FdEntry, FdFlags, FdKind, FileIdentity, SockAddr};
+use ckpt_format::{EpollEntry, Fd, FdEntry, FdFlags, FdKind, FileIdentity, SockAddr};
 
 use crate::{mem, sys};
 
@@ -36,6 +36,9 @@ pub enum FdError {
     UnknownDevice { fd: i32, path: String, rdev: u64 },
     /// The bytes in a pipe or FIFO could not be read without consuming them.
     PipePeek { fd: i32, error: std::io::Error },
+    /// An epoll registration whose fd number no longer names the file it
+    /// registered (closed, or reused, while a dup keeps the file open).
+    EpollTarget { fd: i32, target: i32 },
     /// An event fd whose /proc fdinfo lacks a field its state needs.
     FdInfo {
         fd: i32,
@@ -63,6 +66,10 @@ impl std::fmt::Display for FdError {
             FdError::PipePeek { fd, error } => {
                 write!(f, "fd {fd}: cannot read the bytes buffered in the pipe: {error}")
             }
+            FdError::EpollTarget { fd, target } => write!(
+                f,
+                "fd {fd}: epoll: the registration of fd {target} outlived that fd number (the file is open under another number); cannot be checkpointed"
+            ),
             FdError::FdInfo { fd, kind, field } => write!(
                 f,
                 "fd {fd}: {kind}: /proc fdinfo has no readable \"{field}\" line; cannot be checkpointed"
@@ -190,7 +197,7 @@ pub fn fds(exclude: &[i32], open_files: bool) -> Result<Vec<FdEntry>, FdError> {
     let mut drained: Vec<u64> = Vec::new();
     let mut out: Vec<FdEntry> = Vec::with_capacity(seen.len());
     for (i, s) in seen.iter().enumerate() {
-        let kind = kind_of(s, open_files, &mut drained)?;
+        let kind = kind_of(s, &seen, open_files, &mut drained)?;
         out.push(FdEntry {
             fd: Fd(s.fd),
             fd_flags: FdFlags(if s.cloexec {
@@ -225,7 +232,12 @@ fn ofd_id(seen: &[Seen], i: usize, earlier: &[FdEntry]) -> u64 {
     ino(s) ^ ((s.fd as u64) << 48)
 }
 
-fn kind_of(s: &Seen, open_files: bool, drained: &mut Vec<u64>) -> Result<FdKind, FdError> {
+fn kind_of(
+    s: &Seen,
+    all: &[Seen],
+    open_files: bool,
+    drained: &mut Vec<u64>,
+) -> Result<FdKind, FdError> {
     let n = s.fd;
     let t = &s.target;
     let meta = s.meta.as_ref();
@@ -315,6 +327,8 @@ fn kind_of(s: &Seen, open_files: bool, drained: &mut Vec<u64>) -> Result<FdKind,
         eventfd(n, &s.info)?
     } else if t == b"anon_inode:[timerfd]" {
         timerfd(n, &s.info)?
+    } else if t == b"anon_inode:[eventpoll]" {
+        epoll(n, &s.info, all)?
     } else if t == b"anon_inode:[signalfd]" {
         FdKind::SignalFd {
             mask: info_num(&s.info, "sigmask:", 16).ok_or(FdError::FdInfo {
@@ -388,4 +402,50 @@ fn timerfd(fd: i32, info: &str) -> Result<FdKind, FdError> {
         settime_flags: info_num(info, "settime flags:", 8).ok_or(missing("settime flags"))? as u32,
         ticks: info_num(info, "ticks:", 10).ok_or(missing("ticks"))?,
     })
+}
+
+/// An epoll set: one `tfd: N events: HEX data: HEX ... ino:HEX` line per
+/// registration. A registration names a file by the fd number it was
+/// added with; that number must still be open on the same inode, or the
+/// restart could not register the same file.
+fn epoll(fd: i32, info: &str, all: &[Seen]) -> Result<FdKind, FdError> {
+    let mut entries = Vec::new();
+    for line in info.lines().filter(|l| l.starts_with("tfd:")) {
+        let mut words = line.split_whitespace();
+        let mut value = |key: &str| {
+            words
+                .by_ref()
+                .skip_while(|w| *w != key)
+                .nth(1)
+                .map(str::to_string)
+        };
+        let missing = || FdError::FdInfo {
+            fd,
+            kind: "epoll",
+            field: "tfd",
+        };
+        let target: i32 = value("tfd:")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(missing)?;
+        let events = value("events:")
+            .and_then(|v| u32::from_str_radix(&v, 16).ok())
+            .ok_or_else(missing)?;
+        let data = value("data:")
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .ok_or_else(missing)?;
+        let inode = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ino:"))
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .ok_or_else(missing)?;
+        if !all.iter().any(|o| o.fd == target && ino(o) == inode) {
+            return Err(FdError::EpollTarget { fd, target });
+        }
+        entries.push(EpollEntry {
+            fd: Fd(target),
+            events,
+            data,
+        });
+    }
+    Ok(FdKind::Epoll { entries })
 }
