@@ -222,6 +222,7 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
             describe(&e.kind)
         ));
     }
+    kept.extend(crate::tty::restore(img, top + 1)?);
     // Registrations last, when every fd they name is on its number.
     for e in &mine {
         if let FdKind::Epoll { entries } = &e.kind {

@@ -20,6 +20,7 @@ mod plan;
 mod procstate;
 mod restore;
 mod sys;
+mod tty;
 mod vdso;
 
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! limits). Namespaces and process creation live in `ns_sys.rs`.
 
 /// Terminal ioctls.
+pub mod tty;
 
 use std::io;
 

@@ -12,6 +12,7 @@ use ckpt_format::*;
 use crate::mem;
 
 mod fds;
+mod tty;
 pub use fds::{fds, FdError, MAX_FILE_CONTENTS};
 
 pub const PAGE: u64 = 4096;

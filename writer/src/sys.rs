@@ -1,5 +1,8 @@
 //! Raw syscalls and the log: async-signal-safe, no allocation, no libc locks.
 
+/// Terminal ioctls.
+pub mod tty;
+
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// Log file descriptor (-1 = none).

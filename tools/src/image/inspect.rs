@@ -128,6 +128,28 @@ pub fn signame(n: i32) -> String {
     }
 }
 
+/// A terminal's modes in `stty` words: the ones that tell a raw terminal
+/// from a cooked one (`struct termios2` bytes, spec §4.5).
+fn modes(t: &[u8]) -> String {
+    if t.len() < 36 {
+        return "modes unknown".into();
+    }
+    let word = |at: usize| u32::from_le_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+    let (iflag, oflag, lflag) = (word(0), word(4), word(12));
+    let flag = |on: bool, name: &str| format!("{}{name}", if on { "" } else { "-" });
+    // c_cc starts at byte 17; VTIME is c_cc[5], VMIN c_cc[6].
+    format!(
+        "modes {} {} {} {} {} min {} time {}",
+        flag(lflag & libc::ICANON != 0, "icanon"),
+        flag(lflag & libc::ECHO != 0, "echo"),
+        flag(lflag & libc::ISIG != 0, "isig"),
+        flag(iflag & libc::ICRNL != 0, "icrnl"),
+        flag(oflag & libc::OPOST != 0, "opost"),
+        t[17 + libc::VMIN],
+        t[17 + libc::VTIME]
+    )
+}
+
 fn describe_fd(f: &FdEntry) -> String {
     let mut s = match &f.kind {
         FdKind::RegularFile {
@@ -170,20 +192,27 @@ fn describe_fd(f: &FdEntry) -> String {
         ),
         FdKind::Tty {
             path,
+            termios,
             rows,
             cols,
             controlling,
-            ..
         } => {
             format!(
-                "tty {} {rows}x{cols}{}",
+                "tty {} {rows}x{cols}{}, {}",
                 lossy(path),
-                if *controlling { " controlling" } else { "" }
+                if *controlling { " controlling" } else { "" },
+                modes(termios)
             )
         }
         FdKind::PtyMaster {
-            index, rows, cols, ..
-        } => format!("pty master (slave /dev/pts/{index}) {rows}x{cols}"),
+            index,
+            termios,
+            rows,
+            cols,
+        } => format!(
+            "pty master (slave /dev/pts/{index}) {rows}x{cols}, {}",
+            modes(termios)
+        ),
         FdKind::Socket {
             family,
             sock_type,

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 
 use ckpt_format::{EpollEntry, Fd, FdEntry, FdFlags, FdKind, FileIdentity, SockAddr};
 
-use crate::{mem, sys};
+use crate::sys;
 
 /// Largest file whose contents an image stores (`--ckpt-open-files`, or
 /// an unlinked file); bigger ones are recorded without contents.
@@ -277,15 +277,8 @@ fn kind_of(
             inbound: Vec::new(),
             socket_id: ino,
         }
-    } else if t.starts_with(b"/dev/pts/") || t.starts_with(b"/dev/tty") || t == b"/dev/console" {
-        let (rows, cols) = mem::winsize(n);
-        FdKind::Tty {
-            path: t.clone(),
-            termios: Vec::new(),
-            rows,
-            cols,
-            controlling: false,
-        }
+    } else if super::tty::is_terminal(t) {
+        super::tty::kind(n, t, meta.map_or(0, |m| m.rdev()))
     } else if mode == libc::S_IFCHR {
         let rdev = meta.map_or(0, |m| m.rdev());
         if !SAFE_DEVICES.contains(&t.as_slice()) {
