@@ -10,9 +10,11 @@
 //! its fd numbers with that fd's close-on-exec flag: fds that shared an
 //! offset before the checkpoint share it again. One pipe is made per
 //! `pipe_id` and its bytes written back before the program sees it, so
-//! nothing is lost or read twice. fds 0, 1 and 2 stay as inherited (the
-//! terminal `ckpt restart` runs in) unless they are an end of a pipe the
-//! process holds both ends of.
+//! nothing is lost or read twice. fds 0, 1 and 2 that were redirected to
+//! a file (a directory, a device, a FIFO) are reopened like any other fd;
+//! otherwise they stay as inherited (the terminal `ckpt restart` runs in,
+//! see tty.rs) unless they are an end of a pipe the process holds both
+//! ends of.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -133,8 +135,14 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
     if e.fd.0 > 2 {
         return true;
     }
-    // 0-2: only as an end of a pipe whose both ends the process holds.
+    // 0-2: a file, directory, device or FIFO they were redirected to
+    // (the same one again), or an end of a pipe whose both ends the
+    // process holds; terminals and other pipes stay as inherited.
     match &e.kind {
+        FdKind::RegularFile { .. }
+        | FdKind::Directory { .. }
+        | FdKind::Device { .. }
+        | FdKind::Fifo { .. } => true,
         FdKind::Pipe {
             pipe_id, write_end, ..
         } => img.fds.iter().any(|o| {

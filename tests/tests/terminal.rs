@@ -5,8 +5,11 @@
 //! SIGWINCH), checkpointed and killed again, restarted in a third window
 //! where 'q' gets its verdict; a last restart is stopped with ^C, which
 //! reaches it because it is the terminal's foreground job.
+//! tests/programs/ptypair.c holds a pty pair of its own. A counter whose
+//! stdout was redirected to a file writes to that file again after a
+//! restart whose stdout is elsewhere.
 
-use ckpt_tests::{ckpt, program, Computation, TempDir};
+use ckpt_tests::{ckpt, program, Computation, Stdout, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -323,4 +326,60 @@ fn own_pty_pair_story() {
     let v = c.verdict(T);
     assert!(v.starts_with("VERDICT OK"), "{v}");
     assert_eq!(c.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// Lines of `path` once it has at least `n` lines, or when one of them
+/// starts with "VERDICT" (bounded wait).
+fn file_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + T;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n || lines.iter().any(|l| l.starts_with("VERDICT")) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} lines, not {n}, after {T:?}:\n{text}",
+            path.display(),
+            lines.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The counter launched with its stdout appended to a file, restarted
+/// with its stdout on a pipe: it writes to the file again, as it did
+/// before the checkpoint, and its verdict lands there.
+#[test]
+fn redirected_stdout_comes_back_to_its_file() {
+    let mut c = Computation::new("stdio-file");
+    let out = c.dir.path().join("out.txt");
+    c.stdout = Stdout::File(out.clone());
+    c.env.push(("COUNTER_MS".into(), "100".into()));
+    let stop = c.stop_file().display().to_string();
+    c.launch(&program("counter"), &[&stop]);
+    c.wait_lines(3, |l| l.starts_with("count "), T);
+    let img = c.checkpoint();
+    c.kill();
+    let before = file_lines(&out, 0).len();
+
+    c.stdout = Stdout::Pipe;
+    c.restart(&img);
+    let lines = file_lines(&out, before + 3);
+    assert!(
+        lines[before..].iter().all(|l| l.starts_with("count ")),
+        "{lines:?}"
+    );
+    std::fs::write(c.stop_file(), b"stop").unwrap();
+    let deadline = Instant::now() + T;
+    let verdict = loop {
+        let lines = file_lines(&out, usize::MAX);
+        if let Some(v) = lines.iter().find(|l| l.starts_with("VERDICT")) {
+            break v.clone();
+        }
+        assert!(Instant::now() < deadline, "no verdict in {}", out.display());
+    };
+    assert!(verdict.starts_with("VERDICT OK"), "{verdict}");
+    assert_eq!(c.wait_exit(T), Some(0));
 }
