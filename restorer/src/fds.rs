@@ -18,6 +18,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 
 use ckpt_format::{FdEntry, FdKind};
 
@@ -35,6 +37,8 @@ pub enum FdRestoreError {
     },
     /// A deleted file whose contents the image does not hold.
     DeletedWithoutContents { fd: i32, path: String },
+    /// A file that is gone since the checkpoint, without saved contents.
+    Missing { fd: i32, path: String },
     /// An fd kind the image records but the restorer cannot recreate.
     Unsupported { fd: i32, kind: &'static str },
 }
@@ -46,6 +50,12 @@ impl fmt::Display for FdRestoreError {
             FdRestoreError::DeletedWithoutContents { fd, path } => write!(
                 f,
                 "fd {fd}: {path} was deleted and the image holds no contents for it"
+            ),
+            FdRestoreError::Missing { fd, path } => write!(
+                f,
+                "fd {fd}: {path} no longer exists and the image holds no contents for it \
+                 (checkpoint with --ckpt-open-files, or restart with --map-path OLD=NEW \
+                 if it lives elsewhere now)"
             ),
             FdRestoreError::Unsupported { fd, kind } => {
                 write!(f, "fd {fd}: {kind} cannot be restored")
@@ -151,6 +161,91 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
         }),
         _ => false,
     }
+}
+
+/// The changed-file policy, applied before anything starts: each open
+/// regular file (not deleted) is compared with the image by size and
+/// mtime. Changed or gone with saved contents (`--ckpt-open-files`): the
+/// contents are written back (the same inode, truncated; a gone file is
+/// created, mode 0600) with the image's mtime. Changed without: the
+/// current file is kept, with a warning naming it. Gone without: the
+/// restart fails naming it. Each decision goes to the log and stderr.
+pub fn reconcile(img: &Image) -> Result<()> {
+    let mut done: Vec<&[u8]> = Vec::new();
+    for e in &img.fds {
+        let FdKind::RegularFile {
+            file,
+            deleted: false,
+            contents,
+            ..
+        } = &e.kind
+        else {
+            continue;
+        };
+        if done.contains(&file.path.as_slice()) {
+            continue;
+        }
+        done.push(&file.path);
+        let n = e.fd.0;
+        let name = String::from_utf8_lossy(&file.path).into_owned();
+        let path = std::ffi::OsStr::from_bytes(&file.path);
+        let now = match std::fs::metadata(path) {
+            Ok(m) => Some(m),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return io(n, format!("stat {name}"), Err(err)),
+        };
+        let changed = match &now {
+            None => "no longer exists".to_string(),
+            Some(m) => {
+                let mtime = m.mtime() * 1_000_000_000 + m.mtime_nsec();
+                if m.size() == file.size && mtime == file.mtime_ns {
+                    continue;
+                }
+                format!(
+                    "changed since the checkpoint (size {} now, {} then; mtime {} now, {} then)",
+                    m.size(),
+                    file.size,
+                    mtime,
+                    file.mtime_ns
+                )
+            }
+        };
+        match (contents, now) {
+            (Some(bytes), _) => {
+                io(n, format!("writing back {name}"), put_back(path, bytes, file.mtime_ns))?;
+                log::notice(&format!(
+                    "fd {n}: {name} {changed}: restored the {} bytes saved in the image",
+                    bytes.len()
+                ));
+            }
+            (None, Some(_)) => log::notice(&format!(
+                "fd {n}: {name} {changed}: keeping the current file (the image holds no contents for it)"
+            )),
+            (None, None) => return Err(FdRestoreError::Missing { fd: n, path: name }),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` as the whole of the file at `path` (created if gone)
+/// and sets its mtime to `mtime_ns`.
+fn put_back(path: &std::ffi::OsStr, bytes: &[u8], mtime_ns: i64) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    let t = if mtime_ns >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(mtime_ns as u64)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_nanos(mtime_ns.unsigned_abs())
+    };
+    f.set_times(std::fs::FileTimes::new().set_modified(t))?;
+    f.sync_all()
 }
 
 /// Recreates the image's descriptors on their numbers. Returns the fd

@@ -72,6 +72,12 @@ pub fn warn(msg: &str) {
     emit("warning", msg, DEBUG.load(Ordering::Relaxed));
 }
 
+/// Something the user must know although the restart goes on: the log
+/// and stderr.
+pub fn notice(msg: &str) {
+    emit("warning", msg, true);
+}
+
 pub fn error(msg: &str) {
     emit("error", msg, true);
 }
