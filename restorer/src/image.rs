@@ -53,6 +53,22 @@ impl Image {
             .collect()
     }
 
+    /// File offset of chunk `i`'s pages when they are stored raw and
+    /// page-aligned in the file, so that they can be mapped from it.
+    pub fn raw_file_offset(&self, i: usize) -> Option<u64> {
+        let c = &self.mapped.chunks()[i];
+        let len = c.meta.pages as u64 * self.mapped.page_size();
+        (c.meta.encoding == ckpt_format::ChunkEncoding::Raw
+            && c.data_offset % self.mapped.page_size() == 0
+            && c.stored_len == len)
+            .then_some(c.data_offset)
+    }
+
+    /// The image file, opened again for mapping its raw pages.
+    pub fn open_fd(&self) -> Result<std::fs::File, String> {
+        std::fs::File::open(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
     /// Decompresses chunk `i` into `out` (exactly its pages' bytes).
     pub fn read_chunk(&self, i: usize, out: &mut [u8]) -> Result<(), String> {
         let c = &self.mapped.chunks()[i];

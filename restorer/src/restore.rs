@@ -1,7 +1,7 @@
 //! The restore process: stages the image's memory in a hole, builds the
 //! final-stage plan and jumps to it.
 
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
@@ -146,6 +146,24 @@ struct VdsoPlan {
     cur: VdsoSet,
     /// Where the running vdso block goes when not to the image's addresses.
     relocate_to: Option<u64>,
+}
+
+/// Splits `[0, len)` into consecutive pieces at the borders of `mapped`
+/// (sorted, disjoint (offset, length) pieces inside it).
+fn staging_pieces(len: u64, mapped: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &(off, l) in mapped {
+        if off > at {
+            out.push((at, off - at));
+        }
+        out.push((off, l));
+        at = off + l;
+    }
+    if at < len {
+        out.push((at, len - at));
+    }
+    out
 }
 
 fn image_kind(img: &Image, k: RegionKind) -> Option<Range> {
@@ -389,7 +407,10 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     }
     let mut plan = Plan::new(data_area.start, data_area.len());
 
-    // Stage memory.
+    // Stage memory. `mapped_pieces[i]`: (offset, length) of region i's
+    // pages mapped from the image file, each its own mapping to move.
+    let mut image_fd: Option<Result<std::fs::File, String>> = None;
+    let mut mapped_pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); img.regions.len()];
     for (i, r) in img.regions.iter().enumerate() {
         match &mut places[i] {
             Place::Staged { staging } => {
@@ -404,7 +425,42 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
                 for &c in &chunks_of[i] {
                     let m = &img.chunks[c];
                     let off = m.addr.0 - r.start.0;
-                    img.read_chunk(c, sys::hole_mut(st.start + off, m.pages as u64 * PAGE))?;
+                    let bytes = m.pages as u64 * PAGE;
+                    // Raw pages of private memory are mapped from the image
+                    // (copy-on-write), not copied: the whole image was
+                    // validated above, and the kernel reads a page only when
+                    // the program touches it.
+                    let mapped = match img.raw_file_offset(c) {
+                        Some(file_off) if !r.shared && !r.grows_down => {
+                            match image_fd.get_or_insert_with(|| img.open_fd()) {
+                                Ok(fd) => match sys::map_file_in_hole(
+                                    st.start + off,
+                                    bytes,
+                                    rw,
+                                    fd.as_raw_fd(),
+                                    file_off,
+                                ) {
+                                    Ok(()) => true,
+                                    Err(e) => {
+                                        // A failed MAP_FIXED may leave a gap.
+                                        log::warn(&format!(
+                                            "mapping chunk {c} from the image: {e}; copying it"
+                                        ));
+                                        sys::map_anon_in_hole(st.start + off, bytes, rw, flags)
+                                            .map_err(|e| format!("staging region {i}: {e}"))?;
+                                        false
+                                    }
+                                },
+                                Err(_) => false,
+                            }
+                        }
+                        _ => false,
+                    };
+                    if mapped {
+                        mapped_pieces[i].push((off, bytes));
+                    } else {
+                        img.read_chunk(c, sys::hole_mut(st.start + off, bytes))?;
+                    }
                 }
                 *staging = st;
             }
@@ -460,6 +516,10 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
             _ => {}
         }
     }
+
+    // The mappings keep the image file; its fd number must not outlive
+    // staging (the program's fds are put in place later).
+    drop(image_fd);
 
     // vdso mismatch: redirect the old entry points, fix AT_SYSINFO_EHDR.
     let mut auxv = img.process.auxv.clone();
@@ -551,7 +611,13 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     }
     for (i, r) in img.regions.iter().enumerate() {
         match &places[i] {
-            Place::Staged { staging } => plan.mremap(staging.start, staging.len(), r.start.0),
+            Place::Staged { staging } => {
+                // mremap moves one mapping at a time: the anonymous stretches
+                // and the pieces mapped from the image separately.
+                for (off, len) in staging_pieces(staging.len(), &mapped_pieces[i]) {
+                    plan.mremap(staging.start + off, len, r.start.0 + off);
+                }
+            }
             Place::File { fd, copies } => {
                 let prot = r.prot.0 as u64;
                 let extra = if copies.is_empty() {

@@ -2,6 +2,7 @@
 //! limits). Namespaces and process creation live in `ns_sys.rs`.
 
 /// Terminal ioctls.
+#[path = "sys/tty.rs"] // relative to this file, also when a test includes it by path
 pub mod tty;
 
 use std::io;
@@ -54,6 +55,18 @@ pub fn map_anon_in_hole(addr: u64, len: u64, prot: i32, f: AnonFlags) -> io::Res
     // SAFETY: callers pass only ranges inside the hole reserved by
     // `reserve`, which holds nothing but our own staging memory.
     let p = unsafe { libc::mmap(addr as *mut _, len as usize, prot, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Maps `len` bytes of `fd` at `off` privately (copy-on-write) at `addr`.
+pub fn map_file_in_hole(addr: u64, len: u64, prot: i32, fd: i32, off: u64) -> io::Result<()> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_FIXED;
+    // SAFETY: callers pass only ranges inside the hole reserved by
+    // `reserve`, which holds nothing but our own staging memory.
+    let p = unsafe { libc::mmap(addr as *mut _, len as usize, prot, flags, fd, off as i64) };
     if p == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }

@@ -84,6 +84,8 @@ pub struct PlannedRegion {
     /// The pages can be read in place (PROT_READ); otherwise through
     /// /proc/self/mem.
     pub direct: bool,
+    /// Mapped from a checkpoint image by the restorer (see `is_ckpt_image`).
+    pub from_image: bool,
 }
 
 fn file_identity(path: &[u8]) -> Option<FileIdentity> {
@@ -132,7 +134,28 @@ pub fn plan_regions(skip: (u64, u64), max_pages: u32) -> Vec<PlannedRegion> {
             }
         }
     }
-    out
+    join_image_pieces(out)
+}
+
+/// Whether the private file mapping named `name` (inode `inode`) is a
+/// ckpt image: its first bytes are the image magic, or, once the image was
+/// replaced by a newer one (the mapping's file is deleted), its name is an
+/// image's.
+fn is_ckpt_image(name: &[u8], inode: u64, deleted: bool) -> bool {
+    if deleted {
+        return name
+            .strip_suffix(b" (deleted)")
+            .is_some_and(|n| n.ends_with(b".ckpt"));
+    }
+    let path = std::ffi::OsStr::from_bytes(name);
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut magic = [0u8; 8];
+    use std::io::Read;
+    f.metadata().is_ok_and(|md| md.ino() == inode)
+        && f.read_exact(&mut magic).is_ok()
+        && magic == ckpt_format::raw::MAGIC
 }
 
 fn plan_one(
@@ -156,6 +179,16 @@ fn plan_one(
         n if n.starts_with(b"/") && m.inode != 0 => (RegionKind::File, false),
         n if n.starts_with(b"/SYSV") || n.starts_with(b"/dev/shm/") => (RegionKind::Shm, false),
         _ => (RegionKind::Anon, false),
+    };
+    // Pages the restorer mapped straight from a checkpoint image (raw
+    // chunks): anonymous memory to the program. The image they come from
+    // is replaced by the next checkpoint, so they are stored, every page,
+    // as anonymous memory, never as a reference to the image.
+    let from_image = kind == RegionKind::File && !m.shared && is_ckpt_image(&name, m.inode, deleted);
+    let (kind, name) = if from_image {
+        (RegionKind::Anon, Vec::new())
+    } else {
+        (kind, name)
     };
     let mut backing = None;
     let mut by_ref = false;
@@ -197,7 +230,7 @@ fn plan_one(
     let mut probe = [0u64; 512];
     if !no_data {
         let all = kind == RegionKind::Vdso;
-        let anon = !m.shared && !matches!(kind, RegionKind::File);
+        let anon = !m.shared && !matches!(kind, RegionKind::File) && !from_image;
         let npages = ((end - start) / PAGE) as usize;
         let mut entries = vec![0u64; 4096.min(npages)];
         let mut i = 0usize;
@@ -246,7 +279,37 @@ fn plan_one(
         region,
         runs,
         direct,
+        from_image,
     })
+}
+
+/// Joins a region mapped from a checkpoint image with its private
+/// anonymous neighbours of the same protection: the restorer mapped each
+/// raw chunk of one anonymous region separately, and the program's memory
+/// is that one region again (data structures may straddle the pieces).
+fn join_image_pieces(regions: Vec<PlannedRegion>) -> Vec<PlannedRegion> {
+    let mut out: Vec<PlannedRegion> = Vec::with_capacity(regions.len());
+    for p in regions {
+        let plain = |q: &PlannedRegion| {
+            q.region.kind == RegionKind::Anon && !q.region.shared && !q.region.grows_down
+        };
+        if let Some(last) = out.last_mut() {
+            if (last.from_image || p.from_image)
+                && plain(last)
+                && plain(&p)
+                && last.region.end == p.region.start
+                && last.region.prot == p.region.prot
+                && last.direct == p.direct
+            {
+                last.region.end = p.region.end;
+                last.runs.extend(p.runs);
+                last.from_image |= p.from_image;
+                continue;
+            }
+        }
+        out.push(p);
+    }
+    out
 }
 
 fn bytes_of_mut(w: &mut [u64; 512]) -> &mut [u8] {
