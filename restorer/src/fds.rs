@@ -2,8 +2,9 @@
 //! (deleted ones from their stored contents), directories, safe devices,
 //! pipes and FIFOs with the bytes that were buffered in them, eventfds
 //! with their counters, signalfds with their masks, timerfds with their
-//! remaining time, interval, settime flags and pending ticks, epoll sets
-//! with their registrations (added once every other fd is in place).
+//! remaining time, interval, settime flags and pending ticks, inotify
+//! instances with their watches on their wds, epoll sets with their
+//! registrations (added once every other fd is in place).
 //!
 //! Every open file description of the image (one `ofd_id`) is opened
 //! once, at a number above every image fd, then duplicated onto each of
@@ -137,6 +138,7 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
             | FdKind::SignalFd { .. }
             | FdKind::TimerFd { .. }
             | FdKind::Epoll { .. }
+            | FdKind::Inotify { .. }
             | FdKind::Unsupported
     );
     if !ours {
@@ -510,6 +512,7 @@ fn open_description(
             sys::signalfd(*mask),
         )?,
         FdKind::Epoll { .. } => io(n, "epoll_create1", sys::epoll_create())?,
+        FdKind::Inotify { watches } => inotify(n, watches, temps)?,
         FdKind::TimerFd {
             clock,
             interval_ns,
@@ -529,6 +532,64 @@ fn open_description(
         }
     };
     io(n, "moving an fd", temps.keep(fd))
+}
+
+/// An inotify instance with its watches on their wds. A fresh instance
+/// numbers watches 1, 2, ... and never reuses a number while it lives, so
+/// they are added in wd order, a gap (a removed watch) filled by a watch
+/// on a memfd of our own removed at once; the IN_IGNORED events the
+/// removals queue (and any event of the moment) are drained before the
+/// program runs.
+fn inotify(n: i32, watches: &[(Vec<u8>, u32)], temps: &mut Temps) -> Result<i32> {
+    let fd = io(n, "inotify_init1", sys::inotify::init())?;
+    let r = add_watches(n, fd, watches, temps);
+    if r.is_err() {
+        sys::close(fd);
+    }
+    r.map(|_| fd)
+}
+
+fn add_watches(n: i32, fd: i32, watches: &[(Vec<u8>, u32)], temps: &mut Temps) -> Result<()> {
+    let mut gap: Option<Vec<u8>> = None;
+    for (i, (path, mask)) in watches.iter().enumerate() {
+        let want = i as i32 + 1;
+        let lossy = String::from_utf8_lossy(path);
+        let wd = if path.is_empty() {
+            if gap.is_none() {
+                let m = io(n, "memfd_create", sys::memfd(c"ckpt-inotify-gap"))?;
+                let m = io(n, "moving an fd", temps.keep(m))?;
+                gap = Some(format!("/proc/self/fd/{m}").into_bytes());
+            }
+            let g = gap.as_deref().unwrap_or_default();
+            let wd = io(
+                n,
+                format!("inotify: a stand-in for wd {want}"),
+                sys::inotify::add_watch(fd, g, libc::IN_ATTRIB),
+            )?;
+            io(n, "inotify_rm_watch", sys::inotify::rm_watch(fd, wd))?;
+            wd
+        } else {
+            io(
+                n,
+                format!("inotify: watch {want} on {lossy}"),
+                sys::inotify::add_watch(fd, path, *mask),
+            )?
+        };
+        if wd != want {
+            return io(
+                n,
+                format!("inotify: watch on {lossy} came back as wd {wd}, not {want}"),
+                Err(std::io::ErrorKind::Other.into()),
+            );
+        }
+    }
+    let dropped = sys::inotify::drain(fd);
+    log::info(&format!(
+        "fd {n}: inotify: {} watches ({} bytes of stand-in events drained)",
+        watches.iter().filter(|w| !w.0.is_empty()).count(),
+        dropped
+    ));
+    Ok(())
 }
 
 /// A deleted file comes back as an unnamed file in its old directory

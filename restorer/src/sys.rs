@@ -2,6 +2,7 @@
 //! limits). Namespaces and process creation live in `ns_sys.rs`.
 
 /// Terminal ioctls.
+pub mod inotify;
 #[path = "sys/tty.rs"] // relative to this file, also when a test includes it by path
 pub mod tty;
 
@@ -406,4 +407,31 @@ pub fn epoll_poll_one(ep: i32) -> io::Result<bool> {
     let mut ev = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: the kernel writes at most one epoll_event into `ev`.
     check(unsafe { libc::epoll_wait(ep, &mut ev, 1, 0) } as libc::c_long).map(|n| n == 1)
+}
+
+/// Reads exactly `buf.len()` bytes of `fd` at `off`.
+pub fn pread_exact(fd: i32, off: u64, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: pread into the unfilled tail of `buf`.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf[done..].as_mut_ptr() as *mut libc::c_void,
+                buf.len() - done,
+                (off + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            n => done += n as usize,
+        }
+    }
+    Ok(())
 }

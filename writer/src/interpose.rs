@@ -5,7 +5,8 @@
 //!
 //! Covered: sigaction (also the handler's `sa_mask`), signal, sigprocmask,
 //! pthread_sigmask, sigsuspend, sigwait, sigwaitinfo, sigtimedwait,
-//! signalfd. Not covered (documented in doc/design.md): the masks of
+//! signalfd; and inotify_add_watch, whose path is recorded (inotify.rs).
+//! Not covered (documented in doc/design.md): the masks of
 //! ppoll/pselect/epoll_pwait (hot calls) and raw syscalls.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,7 @@ static REAL_SIGWAIT: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGWAITINFO: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGTIMEDWAIT: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNALFD: AtomicUsize = AtomicUsize::new(0);
+static REAL_INOTIFY_ADD_WATCH: AtomicUsize = AtomicUsize::new(0);
 
 fn resolve(cache: &AtomicUsize, name: &[u8]) -> usize {
     let mut f = cache.load(Ordering::Relaxed);
@@ -41,6 +43,7 @@ type SigwaitinfoFn = unsafe extern "C" fn(*const libc::sigset_t, *mut libc::sigi
 type SigtimedwaitFn =
     unsafe extern "C" fn(*const libc::sigset_t, *mut libc::siginfo_t, *const libc::timespec) -> i32;
 type SignalfdFn = unsafe extern "C" fn(i32, *const libc::sigset_t, i32) -> i32;
+type InotifyAddWatchFn = unsafe extern "C" fn(i32, *const libc::c_char, u32) -> i32;
 
 fn is_ckpt(sig: i32) -> bool {
     sig == SIGNO.load(Ordering::Relaxed)
@@ -239,6 +242,30 @@ pub unsafe extern "C" fn signalfd(fd: i32, set: *const libc::sigset_t, flags: i3
     unsafe { std::mem::transmute::<usize, SignalfdFn>(f)(fd, without_ckpt(set, &mut copy), flags) }
 }
 
+/// The real call, then the watch's path recorded for the checkpoint.
+///
+/// # Safety
+/// Same contract as inotify_add_watch(2).
+#[no_mangle]
+pub unsafe extern "C" fn inotify_add_watch(fd: i32, path: *const libc::c_char, mask: u32) -> i32 {
+    let f = resolve(&REAL_INOTIFY_ADD_WATCH, b"inotify_add_watch\0");
+    // SAFETY: as inotify_add_watch.
+    let wd = unsafe { std::mem::transmute::<usize, InotifyAddWatchFn>(f)(fd, path, mask) };
+    if wd >= 0 && !path.is_null() {
+        let saved = std::io::Error::last_os_error().raw_os_error();
+        // SAFETY: the call succeeded, so path is a NUL-terminated string.
+        let p = unsafe { std::ffi::CStr::from_ptr(path) };
+        let mut buf = [0u8; crate::inotify::PATH_MAX];
+        let n = crate::inotify::resolve(p, mask & libc::IN_DONT_FOLLOW != 0, &mut buf);
+        crate::inotify::record(fd, wd, n.map_or(&[][..], |n| &buf[..n]));
+        if let Some(e) = saved {
+            // SAFETY: errno is thread-local; restoring the caller's value.
+            unsafe { *libc::__errno_location() = e };
+        }
+    }
+    wd
+}
+
 /// Before fork: the forking thread blocks the checkpoint signal (so it is
 /// never suspended while holding the allocator lock) and takes the
 /// writer's locks, so the child never inherits one held.
@@ -279,6 +306,7 @@ pub fn init() {
     resolve(&REAL_SIGWAITINFO, b"sigwaitinfo\0");
     resolve(&REAL_SIGTIMEDWAIT, b"sigtimedwait\0");
     resolve(&REAL_SIGNALFD, b"signalfd\0");
+    resolve(&REAL_INOTIFY_ADD_WATCH, b"inotify_add_watch\0");
     // SAFETY: registering plain extern "C" handlers.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
 }

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod compress;
 pub mod config;
 pub mod ctx;
+pub mod inotify;
 pub mod interpose;
 pub mod mem;
 pub mod procstate;

@@ -424,3 +424,20 @@ pub fn same_open_file(a: i32, b: i32) -> Option<bool> {
     };
     (r >= 0).then_some(r == 0)
 }
+
+/// The target of the symbolic link `path` (NUL-terminated) in `buf`; its
+/// length, or None (error, or longer than `buf`).
+pub fn readlink(path: &[u8], buf: &mut [u8]) -> Option<usize> {
+    if path.last() != Some(&0) {
+        return None;
+    }
+    // SAFETY: path is NUL-terminated; readlink writes at most buf.len() bytes.
+    let n = unsafe {
+        libc::readlink(
+            path.as_ptr() as *const libc::c_char,
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
+    (n >= 0 && (n as usize) < buf.len()).then_some(n as usize)
+}

@@ -39,6 +39,10 @@ pub enum FdError {
     /// An epoll registration whose fd number no longer names the file it
     /// registered (closed, or reused, while a dup keeps the file open).
     EpollTarget { fd: i32, target: i32 },
+    /// An inotify watch whose path is unknown (added by a raw syscall,
+    /// or when the writer's table was full) or no longer names the
+    /// watched file.
+    InotifyWatch { fd: i32, wd: i32, why: String },
     /// An event fd whose /proc fdinfo lacks a field its state needs.
     FdInfo {
         fd: i32,
@@ -69,6 +73,10 @@ impl std::fmt::Display for FdError {
             FdError::EpollTarget { fd, target } => write!(
                 f,
                 "fd {fd}: epoll: the registration of fd {target} outlived that fd number (the file is open under another number); cannot be checkpointed"
+            ),
+            FdError::InotifyWatch { fd, wd, why } => write!(
+                f,
+                "fd {fd}: inotify watch {wd}: {why}; cannot be checkpointed"
             ),
             FdError::FdInfo { fd, kind, field } => write!(
                 f,
@@ -322,6 +330,8 @@ fn kind_of(
         timerfd(n, &s.info)?
     } else if t == b"anon_inode:[eventpoll]" {
         epoll(n, &s.info, all)?
+    } else if t == b"anon_inode:inotify" {
+        inotify(n, &s.info)?
     } else if t == b"anon_inode:[signalfd]" {
         FdKind::SignalFd {
             mask: info_num(&s.info, "sigmask:", 16).ok_or(FdError::FdInfo {
@@ -441,4 +451,74 @@ fn epoll(fd: i32, info: &str, all: &[Seen]) -> Result<FdKind, FdError> {
         });
     }
     Ok(FdKind::Epoll { entries })
+}
+
+/// Most watch descriptors an image describes (wds count up for the life
+/// of an instance; gaps are stored).
+const MAX_INOTIFY_WD: i64 = 1 << 16;
+
+/// An inotify instance: its watches in wd order (entry i is wd i + 1; an
+/// empty path is a wd with no watch), each with the path recorded when it
+/// was added (inotify.rs), checked against fdinfo's inode and device.
+/// Events queued at checkpoint time are not stored (the log says how
+/// many bytes).
+fn inotify(fd: i32, info: &str) -> Result<FdKind, FdError> {
+    let bad = |field| FdError::FdInfo {
+        fd,
+        kind: "inotify",
+        field,
+    };
+    let mut found: Vec<(i32, u64, u64, u32)> = Vec::new();
+    for line in info.lines().filter(|l| l.starts_with("inotify ")) {
+        let num = |key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|v| u64::from_str_radix(v, if key == "wd:" { 10 } else { 16 }).ok())
+        };
+        let wd = num("wd:").ok_or(bad("wd"))? as i32;
+        let ino = num("ino:").ok_or(bad("ino"))?;
+        let sdev = num("sdev:").ok_or(bad("sdev"))?;
+        let mask = num("mask:").ok_or(bad("mask"))? as u32;
+        found.push((wd, ino, sdev, mask));
+    }
+    found.sort();
+    let top = found.last().map_or(0, |w| w.0 as i64);
+    if top > MAX_INOTIFY_WD {
+        return Err(FdError::InotifyWatch {
+            fd,
+            wd: top as i32,
+            why: format!("watch descriptors above {MAX_INOTIFY_WD} are not supported"),
+        });
+    }
+    let mut watches = vec![(Vec::new(), 0u32); top as usize];
+    for (wd, ino, sdev, mask) in found {
+        let why = |why: String| FdError::InotifyWatch { fd, wd, why };
+        let path = crate::inotify::lookup(fd, wd).ok_or_else(|| {
+            why(if crate::inotify::overflowed() {
+                "its path was not recorded (more watches than the writer records)".into()
+            } else {
+                "its path was not recorded (added by a raw syscall?)".into()
+            })
+        })?;
+        if path.is_empty() {
+            return Err(why(
+                "its path could not be resolved when it was added".into()
+            ));
+        }
+        let lossy = String::from_utf8_lossy(&path).into_owned();
+        // fdinfo's sdev is the kernel's dev_t: major << 20 | minor.
+        let dev = libc::makedev((sdev >> 20) as u32, (sdev & 0xfffff) as u32);
+        match std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(&path)) {
+            Ok(m) if m.ino() == ino && m.dev() == dev => {}
+            Ok(_) => return Err(why(format!("{lossy} names another file now"))),
+            Err(e) => return Err(why(format!("{lossy}: {e}"))),
+        }
+        watches[wd as usize - 1] = (path, mask);
+    }
+    if let Ok(q) = sys::pipe_unread(fd) {
+        if q > 0 {
+            crate::log!("fd {fd}: inotify: {q} bytes of queued events are not stored");
+        }
+    }
+    Ok(FdKind::Inotify { watches })
 }
