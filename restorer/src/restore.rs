@@ -148,6 +148,11 @@ struct VdsoPlan {
     relocate_to: Option<u64>,
 }
 
+/// At most this many chunks are mapped from the image (each is a mapping
+/// of its own in the restored process, and vm.max_map_count defaults to
+/// 65530); the rest are copied.
+const MAX_MAPPED_CHUNKS: u64 = 16384;
+
 /// Splits `[0, len)` into consecutive pieces at the borders of `mapped`
 /// (sorted, disjoint (offset, length) pieces inside it).
 fn staging_pieces(len: u64, mapped: &[(u64, u64)]) -> Vec<(u64, u64)> {
@@ -343,7 +348,10 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     let nthreads = img.threads.len() as u64;
     let nregions = img.regions.len() as u64;
     let code = blob::code();
-    let ops_cap = page_up((nregions * 8 + nthreads * 2 + 128) * blob::OP_BYTES);
+    // Each chunk mapped from the image adds up to two moves (itself and
+    // the anonymous stretch before it).
+    let nmapped = (img.chunks.len() as u64).min(MAX_MAPPED_CHUNKS);
+    let ops_cap = page_up((nregions * 8 + nthreads * 2 + nmapped * 2 + 128) * blob::OP_BYTES);
     let data_cap = page_up(256 * 1024 + nthreads * 1024 + nregions * 2048);
     let vspan = cur_vdso.span().ok_or("this process has no vdso")?;
     let mut need = page_up(code.len() as u64)
@@ -411,6 +419,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     // pages mapped from the image file, each its own mapping to move.
     let mut image_fd: Option<Result<std::fs::File, String>> = None;
     let mut mapped_pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); img.regions.len()];
+    let mut nmapped_chunks = 0u64;
     for (i, r) in img.regions.iter().enumerate() {
         match &mut places[i] {
             Place::Staged { staging } => {
@@ -431,7 +440,11 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
                     // validated above, and the kernel reads a page only when
                     // the program touches it.
                     let mapped = match img.raw_file_offset(c) {
-                        Some(file_off) if !r.shared && !r.grows_down => {
+                        Some(file_off)
+                            if !r.shared
+                                && !r.grows_down
+                                && nmapped_chunks < MAX_MAPPED_CHUNKS =>
+                        {
                             match image_fd.get_or_insert_with(|| img.open_fd()) {
                                 Ok(fd) => match sys::map_file_in_hole(
                                     st.start + off,
@@ -457,6 +470,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
                         _ => false,
                     };
                     if mapped {
+                        nmapped_chunks += 1;
                         mapped_pieces[i].push((off, bytes));
                     } else {
                         img.read_chunk(c, sys::hole_mut(st.start + off, bytes))?;
