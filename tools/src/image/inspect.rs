@@ -262,7 +262,27 @@ fn describe_fd(f: &FdEntry) -> String {
                 }
             )
         }
-        FdKind::Inotify { watches } => format!("inotify {} watches", watches.len()),
+        FdKind::Inotify { watches } => {
+            // Entry i is wd i + 1; an empty path is a gap (spec §4.5).
+            let live: Vec<String> = watches
+                .iter()
+                .enumerate()
+                .filter(|(_, (p, _))| !p.is_empty())
+                .map(|(i, (p, m))| format!("wd {} {} mask {m:#x}", i + 1, lossy(p)))
+                .collect();
+            let shown = live.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            let more = live.len().saturating_sub(8);
+            format!(
+                "inotify {} watches{}{shown}{}",
+                live.len(),
+                if live.is_empty() { "" } else { ": " },
+                if more > 0 {
+                    format!(", {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
         FdKind::Device { path, rdev } => {
             format!("device {} ({}:{})", lossy(path), rdev >> 8, rdev & 0xff)
         }
