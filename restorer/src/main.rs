@@ -1,14 +1,16 @@
-//! ckpt-restore: reads a ckpt image and becomes the process again.
+//! ckpt-restore: reads the images of a process tree and becomes it again.
 //!
-//! `ckpt-restore [--debug] [--test-vdso-mismatch] IMAGE`
+//! `ckpt-restore [--debug] [--test-vdso-mismatch] IMAGE...`
 //!
-//! Validates the whole image first (exit 2 on any problem, nothing
+//! Validates every image first (exit 2 on any problem, nothing
 //! started), then creates the pid/mount (and, unprivileged, user)
-//! namespaces, an init, and the process with the image's pid, which
-//! replaces its address space with the image's and resumes the threads.
-//! Exits with the restored process's exit status (128+N if killed by
-//! signal N; 125 if the final stage failed).
+//! namespaces, an init, and the process tree with the images' pids
+//! (tree.rs, ns.rs); each process replaces its address space with its
+//! image's and resumes its threads once all are ready (barrier.rs).
+//! Exits with the (first) root process's exit status (128+N if killed by
+//! signal N; 125 if the final stage failed), once every process ended.
 
+mod barrier;
 mod blob;
 mod fds;
 mod image;
@@ -16,16 +18,18 @@ mod layout;
 mod log;
 mod maps;
 mod ns;
+mod ns_sys;
 mod plan;
 mod procstate;
 mod restore;
 mod sys;
+mod tree;
 mod tty;
 mod vdso;
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: ckpt-restore [--debug] [--test-vdso-mismatch] IMAGE";
+const USAGE: &str = "usage: ckpt-restore [--debug] [--test-vdso-mismatch] IMAGE...";
 
 fn main() {
     let mut debug = false;
@@ -50,41 +54,77 @@ fn main() {
             _ => images.push(PathBuf::from(a)),
         }
     }
-    if images.len() != 1 {
-        eprintln!("ckpt-restore: exactly one image is supported\n{USAGE}");
+    if images.is_empty() {
+        eprintln!("ckpt-restore: no image given\n{USAGE}");
         std::process::exit(2);
     }
     log::init(debug);
-    let path = &images[0];
-    let img = match image::Image::open(path) {
-        Ok(i) => i,
+    // Every image is opened, validated and checked before anything starts.
+    let mut imgs = Vec::with_capacity(images.len());
+    for path in &images {
+        let img = match image::Image::open(path) {
+            Ok(i) => i,
+            Err(e) => {
+                log::error(&format!("cannot open image: {e}"));
+                std::process::exit(2);
+            }
+        };
+        let problems = img.validate();
+        if !problems.is_empty() {
+            for p in &problems {
+                log::error(&format!("{}: corrupt image: {p}", path.display()));
+            }
+            std::process::exit(2);
+        }
+        if let Err(e) = restore::preflight(&img) {
+            log::error(&format!("{}: {e}", path.display()));
+            std::process::exit(2);
+        }
+        log::info(&format!(
+            "{}: valid; restoring pid {}",
+            path.display(),
+            img.process.pid.0
+        ));
+        imgs.push(img);
+    }
+    let ids: Vec<tree::Ids> = imgs
+        .iter()
+        .map(|i| tree::Ids {
+            pid: i.process.pid.0,
+            ppid: i.process.ppid.0,
+            pgid: i.process.pgid.0,
+            sid: i.process.sid.0,
+        })
+        .collect();
+    let tree = match tree::Tree::build(&ids, |w| log::warn(&w)) {
+        Ok(t) => t,
         Err(e) => {
-            log::error(&format!("cannot open image: {e}"));
+            log::error(&e.to_string());
             std::process::exit(2);
         }
     };
-    let problems = img.validate();
-    if !problems.is_empty() {
-        for p in &problems {
-            log::error(&format!("{}: corrupt image: {p}", path.display()));
-        }
-        std::process::exit(2);
-    }
-    if let Err(e) = restore::preflight(&img) {
-        log::error(&format!("{}: {e}", path.display()));
-        std::process::exit(2);
+    let ends: Vec<tree::PipeEnd> = imgs
+        .iter()
+        .flat_map(|i| {
+            i.fds.iter().filter_map(|f| match f.kind {
+                ckpt_format::FdKind::Pipe {
+                    pipe_id, write_end, ..
+                } => Some((i.process.pid.0, f.fd.0, pipe_id, write_end)),
+                _ => None,
+            })
+        })
+        .collect();
+    for m in tree::pipes_between_processes(&ends) {
+        log::notice(&m);
     }
     let settings = restore::Settings::from_env();
-    log::info(&format!(
-        "{}: valid; restoring pid {}",
-        path.display(),
-        img.process.pid.0
-    ));
-    let pid = img.process.pid.0;
-    match ns::run(pid, || restore::run(&img, &opts, &settings)) {
+    let restore_one = |i: usize, barrier: &barrier::Barrier| -> std::convert::Infallible {
+        restore::run(&imgs[tree.nodes[i].image], &opts, &settings, barrier)
+    };
+    match ns::run(&tree, &restore_one) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            log::error(&format!("{}: {e}", path.display()));
+            log::error(&e.to_string());
             std::process::exit(2);
         }
     }

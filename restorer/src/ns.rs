@@ -1,11 +1,16 @@
 //! Pids and namespaces: a user namespace when unprivileged, a pid and a
 //! mount namespace, an init (pid 1) that reaps and forwards signals, and
-//! the process with the image's pid (clone3 `set_tid`) that restores.
+//! the process tree: init forks every root with its image's pid (clone3
+//! `set_tid`), each process forks its own children the same way (so
+//! their parent is the one of the images), takes its session and group
+//! ([`crate::tree`]), then restores itself.
 
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::log;
+use crate::barrier::Barrier;
+use crate::tree::{Membership, Tree};
+use crate::{log, ns_sys};
 
 fn check(r: libc::c_long, what: &str) -> io::Result<libc::c_long> {
     if r < 0 {
@@ -16,8 +21,10 @@ fn check(r: libc::c_long, what: &str) -> io::Result<libc::c_long> {
     }
 }
 
-/// Where forwarded signals go (0 = nowhere yet).
-static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// How many processes signals are forwarded to, at most.
+const MAX_FORWARD: usize = 64;
+/// Where forwarded signals go (0 = nowhere).
+static FORWARD_TO: [AtomicI32; MAX_FORWARD] = [const { AtomicI32::new(0) }; MAX_FORWARD];
 
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
@@ -27,17 +34,23 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     if code == libc::SI_KERNEL {
         return;
     }
-    let to = FORWARD_TO.load(Ordering::Relaxed);
-    if to > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(to, sig) };
+    for slot in &FORWARD_TO {
+        let to = slot.load(Ordering::Relaxed);
+        if to > 0 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe { libc::kill(to, sig) };
+        }
     }
 }
 
 const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-fn install_forwarding(to: i32) {
-    FORWARD_TO.store(to, Ordering::Relaxed);
+/// Forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to `to` (the first
+/// [`MAX_FORWARD`] of them).
+fn install_forwarding(to: &[i32]) {
+    for (slot, &pid) in FORWARD_TO.iter().zip(to) {
+        slot.store(pid, Ordering::Relaxed);
+    }
     for sig in FORWARDED {
         // SAFETY: sigaction struct zeroed then filled; the handler only
         // calls kill, which is async-signal-safe.
@@ -89,72 +102,49 @@ fn wait_status_to_code(status: i32) -> i32 {
 /// Waits for `child`, reaping every other child meanwhile; returns its exit code.
 fn wait_for(child: i32) -> i32 {
     loop {
+        match reap() {
+            Some((pid, code)) if pid == child => return code,
+            Some(_) => {}
+            None => return 1,
+        }
+    }
+}
+
+/// Reaps one child: (pid, exit code); None when there is none left.
+fn reap() -> Option<(i32, i32)> {
+    loop {
         let mut status = 0;
         // SAFETY: valid pointer to an int.
         let r = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
+        if r >= 0 {
+            for slot in &FORWARD_TO {
+                let _ = slot.compare_exchange(r, 0, Ordering::Relaxed, Ordering::Relaxed);
             }
-            log::error(&format!("waitpid: {e}"));
-            return 1;
+            return Some((r, wait_status_to_code(status)));
         }
-        if r == child {
-            return wait_status_to_code(status);
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return None,
+            _ => {
+                log::error(&format!("waitpid: {e}"));
+                return None;
+            }
         }
     }
 }
 
 /// Like fork, but the child gets pid `pid` in the current pid namespace.
 fn fork_with_pid(pid: i32) -> io::Result<i32> {
-    #[repr(C)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    let tids = [pid];
-    let args = CloneArgs {
-        flags: 0,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: tids.as_ptr() as u64,
-        set_tid_size: 1,
-        cgroup: 0,
+    let e = match ns_sys::clone3_with_pid(pid) {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
     };
-    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a
-    // copy of this single-threaded process and returns 0 here.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if r >= 0 {
-        return Ok(r as i32);
-    }
-    let e = io::Error::last_os_error();
     log::info(&format!(
         "clone3 set_tid={pid} failed ({e}); trying ns_last_pid"
     ));
     write_file("/proc/sys/kernel/ns_last_pid", &format!("{}", pid - 1))?;
-    // SAFETY: fork in a single-threaded process.
-    let r = check(unsafe { libc::fork() } as libc::c_long, "fork")? as i32;
+    let r = ns_sys::fork()?;
     if r == 0 {
         return Ok(0);
     }
@@ -166,13 +156,18 @@ fn fork_with_pid(pid: i32) -> io::Result<i32> {
     Ok(r)
 }
 
-/// Runs `restore` as the process with pid `pid` inside fresh namespaces,
-/// under an init; returns the exit code the caller should exit with.
-/// `restore` runs in the restore process and never returns.
-pub fn run(pid: i32, restore: impl FnOnce() -> std::convert::Infallible) -> io::Result<i32> {
-    if pid <= 1 {
+/// The restore of one process of the tree (its node index); never returns.
+pub type RestoreFn<'a> = &'a dyn Fn(usize, &Barrier) -> std::convert::Infallible;
+
+/// Restores `tree` inside fresh namespaces, under an init; returns the
+/// exit code the caller should exit with: the first root's, once every
+/// process of the namespace has ended. `restore` runs in each process of
+/// the tree, after its children exist, and never returns.
+pub fn run(tree: &Tree, restore: RestoreFn) -> io::Result<i32> {
+    if let Some(n) = tree.nodes.iter().find(|n| n.pid <= 1) {
         return Err(io::Error::other(format!(
-            "image pid {pid} cannot be restored: pid 1 is the namespace's init"
+            "image pid {} cannot be restored: pid 1 is the namespace's init",
+            n.pid
         )));
     }
     enter_user_ns()?;
@@ -181,21 +176,59 @@ pub fn run(pid: i32, restore: impl FnOnce() -> std::convert::Infallible) -> io::
         unsafe { libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) } as libc::c_long,
         "unshare(CLONE_NEWPID|CLONE_NEWNS)",
     )?;
-    // SAFETY: fork in a single-threaded process.
-    let init = check(unsafe { libc::fork() } as libc::c_long, "fork")? as i32;
+    let init = ns_sys::fork()?;
     if init > 0 {
-        install_forwarding(init);
+        install_forwarding(&[init]);
         return Ok(wait_for(init));
     }
     // Init, pid 1 of the new namespace.
-    let code = init_main(pid, restore);
+    let code = init_main(tree, restore);
     // SAFETY: leaving the init process without running atexit handlers
     // that belong to the outer process.
     unsafe { libc::_exit(code) }
 }
 
-#[allow(unreachable_code)] // restore() never returns
-fn init_main(pid: i32, restore: impl FnOnce() -> std::convert::Infallible) -> i32 {
+/// Forks node `i` with its pid; the child takes its session or group,
+/// forks its own children and restores itself. Returns the child's pid.
+fn create(tree: &Tree, i: usize, restore: RestoreFn, barrier: &Barrier) -> io::Result<i32> {
+    let node = &tree.nodes[i];
+    let child = fork_with_pid(node.pid)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating pid {}: {e}", node.pid)))?;
+    if child == 0 {
+        become_node(tree, i, restore, barrier);
+    }
+    // The parent sets the group too (as shells do), so that a sibling
+    // forked next can join it whatever the child has done yet.
+    if let Membership::Group(g) = node.membership {
+        let _ = ns_sys::setpgid(child, g);
+    }
+    Ok(child)
+}
+
+fn become_node(tree: &Tree, i: usize, restore: RestoreFn, barrier: &Barrier) -> ! {
+    let node = &tree.nodes[i];
+    let done = match node.membership {
+        Membership::Inherit => Ok(()),
+        Membership::NewSession => ns_sys::setsid(),
+        Membership::Group(g) => ns_sys::setpgid(0, g),
+    };
+    if let Err(e) = done {
+        log::warn(&format!(
+            "pid {}: {:?}: {e}; it keeps its parent's",
+            node.pid, node.membership
+        ));
+    }
+    for &c in &node.children {
+        if let Err(e) = create(tree, c, restore, barrier) {
+            log::error(&format!("pid {}: {e}", node.pid));
+            barrier.break_it();
+            std::process::exit(2);
+        }
+    }
+    match restore(i, barrier) {}
+}
+
+fn init_main(tree: &Tree, restore: RestoreFn) -> i32 {
     let none: *const libc::c_char = std::ptr::null();
     // SAFETY: mount with NUL-terminated literals or null where allowed.
     let r = unsafe {
@@ -227,18 +260,37 @@ fn init_main(pid: i32, restore: impl FnOnce() -> std::convert::Infallible) -> i3
             ));
         }
     }
-    let child = match fork_with_pid(pid) {
-        Ok(0) => match restore() {},
-        Ok(c) => c,
+    let barrier = match Barrier::new(tree.nodes.len() as u32) {
+        Ok(b) => b,
         Err(e) => {
-            log::error(&format!("creating the process with pid {pid}: {e}"));
+            log::error(&format!("{e}"));
             return 2;
         }
     };
-    install_forwarding(child);
-    let code = wait_for(child);
-    log::info(&format!(
-        "restored process {pid} ended with exit code {code}"
-    ));
+    let mut roots = Vec::with_capacity(tree.roots.len());
+    for &r in &tree.roots {
+        match create(tree, r, restore, &barrier) {
+            Ok(pid) => roots.push(pid),
+            Err(e) => {
+                log::error(&format!("{e}"));
+                barrier.break_it();
+                while reap().is_some() {}
+                return 2;
+            }
+        }
+    }
+    install_forwarding(&roots);
+    // Every process of the namespace, orphans included, is ours to reap;
+    // the restart ends when the last one has.
+    let first = roots.first().copied().unwrap_or(0);
+    let mut code = 1;
+    while let Some((pid, c)) = reap() {
+        if pid == first {
+            code = c;
+        }
+        if let Some(n) = tree.nodes.iter().find(|n| n.pid == pid) {
+            log::info(&format!("restored process {} ended with exit code {c}", n.pid));
+        }
+    }
     code
 }

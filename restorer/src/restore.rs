@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use ckpt_format::abi::{set_cstr, RestartInfo, RESTART_INFO_MAGIC};
 use ckpt_format::{FileStorage, Region, RegionKind, Thread};
 
+use crate::barrier::Barrier;
 use crate::blob;
 use crate::image::Image;
 use crate::layout::{complement, find_hole, page_up, Carver, Range, PAGE};
@@ -225,10 +226,15 @@ pub struct Go {
     first_op: u64,
 }
 
-/// Restores the image into this process; never returns.
-pub fn run(img: &Image, opts: &Options, settings: &Settings) -> ! {
+/// Restores the image into this process once every process of the tree
+/// is ready to (`barrier`); never returns.
+pub fn run(img: &Image, opts: &Options, settings: &Settings, barrier: &Barrier) -> ! {
     match prepare(img, opts, settings) {
         Ok(go) => {
+            if let Err(e) = barrier.arrive_and_wait() {
+                log::error(&format!("{}: not resuming: {e}", img.path.display()));
+                std::process::exit(2)
+            }
             log::info(&format!("entering the final stage at {:#x}", go.entry));
             // SAFETY: prepare() copied the blob to `entry` (mapped r-x),
             // mapped the stack below `stack_top` and wrote a plan ending in
@@ -238,6 +244,7 @@ pub fn run(img: &Image, opts: &Options, settings: &Settings) -> ! {
         }
         Err(e) => {
             log::error(&format!("{}: {e}", img.path.display()));
+            barrier.break_it();
             std::process::exit(2)
         }
     }

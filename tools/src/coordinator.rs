@@ -660,41 +660,55 @@ fn write_restart_files(
 }
 
 /// A shell script that restarts every image on the host it ran on (ssh
-/// for the other hosts); the host column is there to be edited.
+/// for the other hosts); the host column is there to be edited. The
+/// images of one host go to one `ckpt restart`, which rebuilds their
+/// process tree in one pid namespace.
 fn restart_script(exe: &str, computation_id: &str, generation: u64, images: &[ImageRec]) -> String {
     let mut s = format!(
         "#!/bin/sh\n\
          # Written by the ckpt coordinator: restarts checkpoint {generation} of computation\n\
-         # {computation_id}, every process on the host where it ran. Edit a host to move\n\
-         # its process (the image must be readable there, at the same path).\n\
+         # {computation_id}, every process on the host where it ran (the processes of one\n\
+         # host together, so parents get their children back). Edit a host to move its\n\
+         # processes (the images must be readable there, at the same paths).\n\
          # The coordinator is found through CKPT_COORD_HOST / CKPT_COORD_PORT\n\
          # (one is started when none runs). Exits with the program's status.\n\
          CKPT=${{CKPT:-{}}}\n\
          here=$(hostname)\n\
-         restart() {{ # HOST IMAGE\n\
-         \x20 if [ \"$1\" = \"$here\" ] || [ \"$1\" = localhost ]; then\n\
-         \x20   \"$CKPT\" restart \"$2\"\n\
+         restart() {{ # HOST IMAGE...\n\
+         \x20 h=$1; shift\n\
+         \x20 if [ \"$h\" = \"$here\" ] || [ \"$h\" = localhost ]; then\n\
+         \x20   \"$CKPT\" restart \"$@\"\n\
          \x20 else\n\
-         \x20   ssh \"$1\" \"$CKPT\" restart \"'$2'\"\n\
+         \x20   q=; for i in \"$@\"; do q=\"$q '$i'\"; done\n\
+         \x20   ssh \"$h\" \"$CKPT\" restart $q\n\
          \x20 fi\n\
          }}\n",
         shell_quote(exe)
     );
-    if let [one] = images {
-        s.push_str(&format!(
-            "restart {} {}\n",
-            shell_quote(&one.host),
-            shell_quote(&one.path)
-        ));
+    // Hosts in the order their first image comes.
+    let mut hosts: Vec<(&str, Vec<&str>)> = Vec::new();
+    for i in images {
+        match hosts.iter_mut().find(|h| h.0 == i.host) {
+            Some(h) => h.1.push(&i.path),
+            None => hosts.push((&i.host, vec![&i.path])),
+        }
+    }
+    let line = |host: &str, paths: &[&str]| {
+        let mut l = format!("restart {}", shell_quote(host));
+        for p in paths {
+            l.push_str(" \\\n  ");
+            l.push_str(&shell_quote(p));
+        }
+        l
+    };
+    if let [(host, paths)] = hosts.as_slice() {
+        s.push_str(&line(host, paths));
+        s.push('\n');
         return s;
     }
     s.push_str("pids=\n");
-    for i in images {
-        s.push_str(&format!(
-            "restart {} {} &\npids=\"$pids $!\"\n",
-            shell_quote(&i.host),
-            shell_quote(&i.path)
-        ));
+    for (host, paths) in &hosts {
+        s.push_str(&format!("{} &\npids=\"$pids $!\"\n", line(host, paths)));
     }
     s.push_str("st=0\nfor p in $pids; do wait \"$p\" || st=$?; done\nexit $st\n");
     s
@@ -992,5 +1006,46 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
         }
         sh.say("last process left; exiting");
         sh.exit(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(host: &str, path: &str) -> ImageRec {
+        ImageRec {
+            host: host.into(),
+            program: "p".into(),
+            pid: 1,
+            unique_id: "u".into(),
+            path: path.into(),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn restart_script_restarts_one_hosts_images_together() {
+        let s = restart_script(
+            "/bin/ckpt",
+            "c1",
+            3,
+            &[rec("a", "/i/x.ckpt"), rec("b", "/i/y.ckpt"), rec("a", "/i/it's.ckpt")],
+        );
+        assert!(
+            s.contains("restart 'a' \\\n  '/i/x.ckpt' \\\n  '/i/it'\\''s.ckpt' &\n"),
+            "{s}"
+        );
+        assert!(s.contains("restart 'b' \\\n  '/i/y.ckpt' &\n"), "{s}");
+        assert_eq!(s.matches(" &\n").count(), 2, "{s}");
+        let one = restart_script("/bin/ckpt", "c1", 3, &[rec("a", "/x"), rec("a", "/y")]);
+        assert!(one.ends_with("restart 'a' \\\n  '/x' \\\n  '/y'\n"), "{one}");
+        for script in [&s, &one] {
+            let st = std::process::Command::new("sh")
+                .args(["-n", "-c", script])
+                .status()
+                .unwrap();
+            assert!(st.success(), "sh -n: {script}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! `ckpt restart`: make sure a coordinator runs, then exec `ckpt-restore`.
+//! `ckpt restart`: make sure a coordinator runs, then exec `ckpt-restore`
+//! with every image (the process tree comes back in one pid namespace).
 
 use crate::coordinator::parse_generation_dir;
 use crate::launch::{ensure_coordinator, set_env, sibling, CoordTarget};
@@ -89,22 +90,17 @@ pub fn run(o: Opts) -> Result<i32> {
     } else {
         o.images.clone()
     };
-    match images.len() {
-        0 => bail!("no image to restart"),
-        1 => {}
-        _ => bail!(
-            "restarting several processes together is not supported yet ({} images given)",
-            images.len()
-        ),
+    if images.is_empty() {
+        bail!("no image to restart");
     }
-    let image = &images[0];
-    if !image.exists() {
-        bail!("image {} does not exist", image.display());
+    // All of them in one ckpt-restore: one pid namespace, the tree rebuilt.
+    if let Some(missing) = images.iter().find(|i| !i.exists()) {
+        bail!("image {} does not exist", missing.display());
     }
     let restorer = sibling("ckpt-restore", "CKPT_RESTORE")?;
     let port = ensure_coordinator(&o.target)?;
     let mut cmd = Command::new(&restorer);
-    cmd.arg(image);
+    cmd.args(&images);
     set_env(&mut cmd, &o.target, port, o.ckpt_dir.as_deref())?;
     cmd.env_remove("LD_PRELOAD");
     let err = cmd.exec();
