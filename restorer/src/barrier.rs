@@ -31,7 +31,10 @@ pub enum BarrierError {
     /// Another process failed to prepare.
     Broken,
     /// Not every process arrived in time.
-    TimedOut { arrived: u32, total: u32 },
+    TimedOut {
+        arrived: u32,
+        total: u32,
+    },
     Io(std::io::Error),
 }
 

@@ -289,7 +289,10 @@ fn init_main(tree: &Tree, restore: RestoreFn) -> i32 {
             code = c;
         }
         if let Some(n) = tree.nodes.iter().find(|n| n.pid == pid) {
-            log::info(&format!("restored process {} ended with exit code {c}", n.pid));
+            log::info(&format!(
+                "restored process {} ended with exit code {c}",
+                n.pid
+            ));
         }
     }
     code

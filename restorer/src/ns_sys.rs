@@ -140,12 +140,5 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) -> io::Resul
 /// Wakes every waiter on `word`.
 pub fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE on a valid aligned u32; no other pointer.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-        )
-    };
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
 }

@@ -63,7 +63,11 @@ pub struct Ids {
 #[non_exhaustive]
 pub enum TreeError {
     /// Two images hold the same pid (images of different restarts?).
-    DuplicatePid { pid: i32, first: usize, second: usize },
+    DuplicatePid {
+        pid: i32,
+        first: usize,
+        second: usize,
+    },
     /// A pid the new namespace cannot give (1 is its init).
     BadPid { pid: i32, image: usize },
 }
@@ -96,7 +100,10 @@ impl Tree {
         let mut by_pid: BTreeMap<i32, usize> = BTreeMap::new();
         for (i, p) in ids.iter().enumerate() {
             if p.pid <= 1 {
-                return Err(TreeError::BadPid { pid: p.pid, image: i });
+                return Err(TreeError::BadPid {
+                    pid: p.pid,
+                    image: i,
+                });
             }
             if let Some(&first) = by_pid.get(&p.pid) {
                 return Err(TreeError::DuplicatePid {
@@ -209,7 +216,14 @@ pub fn pipes_between_processes(ends: &[PipeEnd]) -> Vec<String> {
         }
         let holders: Vec<String> = v
             .iter()
-            .map(|e| format!("pid {} fd {} ({})", e.0, e.1, if e.3 { "write" } else { "read" }))
+            .map(|e| {
+                format!(
+                    "pid {} fd {} ({})",
+                    e.0,
+                    e.1,
+                    if e.3 { "write" } else { "read" }
+                )
+            })
             .collect();
         out.push(format!(
             "pipe {id} is shared by {}: each process gets a pipe of its own, \
@@ -338,6 +352,9 @@ mod tests {
         ];
         let m = pipes_between_processes(&ends);
         assert_eq!(m.len(), 1, "{m:?}");
-        assert!(m[0].contains("pid 10 fd 3 (read), pid 11 fd 4 (write)"), "{m:?}");
+        assert!(
+            m[0].contains("pid 10 fd 3 (read), pid 11 fd 4 (write)"),
+            "{m:?}"
+        );
     }
 }

@@ -5,9 +5,9 @@
 //! the parent reaps its children with their exit statuses.
 
 use ckpt_tests::{is_root, program, Computation};
-use std::process::Command;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -136,8 +136,14 @@ fn story(c: &mut Computation) {
     c.spawn(args);
     c.wait_connected(4, T);
     let restarted = every_role_ticks(c);
-    assert_eq!(restarted["parent"].ppid, 1, "the namespace's init is its parent");
-    assert_eq!(restarted, at_launch_but_parents_parent(&at_launch, &restarted));
+    assert_eq!(
+        restarted["parent"].ppid, 1,
+        "the namespace's init is its parent"
+    );
+    assert_eq!(
+        restarted,
+        at_launch_but_parents_parent(&at_launch, &restarted)
+    );
     let l = c.command(&["l"]);
     let list = String::from_utf8_lossy(&l.stdout).into_owned();
     assert_eq!(list.lines().count(), 4, "{list}");

@@ -1030,7 +1030,11 @@ mod tests {
             "/bin/ckpt",
             "c1",
             3,
-            &[rec("a", "/i/x.ckpt"), rec("b", "/i/y.ckpt"), rec("a", "/i/it's.ckpt")],
+            &[
+                rec("a", "/i/x.ckpt"),
+                rec("b", "/i/y.ckpt"),
+                rec("a", "/i/it's.ckpt"),
+            ],
         );
         assert!(
             s.contains("restart 'a' \\\n  '/i/x.ckpt' \\\n  '/i/it'\\''s.ckpt' &\n"),
@@ -1039,7 +1043,10 @@ mod tests {
         assert!(s.contains("restart 'b' \\\n  '/i/y.ckpt' &\n"), "{s}");
         assert_eq!(s.matches(" &\n").count(), 2, "{s}");
         let one = restart_script("/bin/ckpt", "c1", 3, &[rec("a", "/x"), rec("a", "/y")]);
-        assert!(one.ends_with("restart 'a' \\\n  '/x' \\\n  '/y'\n"), "{one}");
+        assert!(
+            one.ends_with("restart 'a' \\\n  '/x' \\\n  '/y'\n"),
+            "{one}"
+        );
         for script in [&s, &one] {
             let st = std::process::Command::new("sh")
                 .args(["-n", "-c", script])
