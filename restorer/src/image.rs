@@ -59,7 +59,7 @@ impl Image {
         let c = &self.mapped.chunks()[i];
         let len = c.meta.pages as u64 * self.mapped.page_size();
         (c.meta.encoding == ckpt_format::ChunkEncoding::Raw
-            && c.data_offset % self.mapped.page_size() == 0
+            && c.data_offset.is_multiple_of(self.mapped.page_size())
             && c.stored_len == len)
             .then_some(c.data_offset)
     }
