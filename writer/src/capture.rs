@@ -86,6 +86,21 @@ pub struct PlannedRegion {
     pub direct: bool,
     /// Mapped from a checkpoint image by the restorer (see `is_ckpt_image`).
     pub from_image: bool,
+    /// A read-only private file mapping stored embedded: its pages do not
+    /// change from one checkpoint to the next, so their compressed chunks
+    /// can be kept (see `compress::cache`).
+    pub stable: Option<StableFile>,
+}
+
+/// The file behind a stable region (see `PlannedRegion::stable`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StableFile {
+    pub dev: u64,
+    pub inode: u64,
+    pub mtime_ns: i64,
+    /// File offset of the region's start.
+    pub offset: u64,
+    pub region_start: u64,
 }
 
 fn file_identity(path: &[u8]) -> Option<FileIdentity> {
@@ -99,8 +114,9 @@ fn file_identity(path: &[u8]) -> Option<FileIdentity> {
     })
 }
 
-/// Turns the maps into regions, leaving out `[skip_start, skip_end)`.
-pub fn plan_regions(skip: (u64, u64), max_pages: u32) -> Vec<PlannedRegion> {
+/// Turns the maps into regions, leaving out the `skip` ranges (the writer's
+/// own arenas that are no part of the program).
+pub fn plan_regions(skip: &[(u64, u64)], max_pages: u32) -> Vec<PlannedRegion> {
     let pagemap = std::fs::File::open("/proc/thread-self/pagemap").ok();
     let mut out = Vec::new();
     let maps = read_maps();
@@ -115,17 +131,21 @@ pub fn plan_regions(skip: (u64, u64), max_pages: u32) -> Vec<PlannedRegion> {
         let is_own = own
             .as_ref()
             .is_some_and(|(ino, name)| *ino == m.inode && *name == m.name);
-        // Cut the scratch arena out (the kernel may merge it with a neighbour).
-        let mut pieces = Vec::new();
-        if m.end <= skip.0 || m.start >= skip.1 {
-            pieces.push((m.start, m.end));
-        } else {
-            if m.start < skip.0 {
-                pieces.push((m.start, skip.0));
-            }
-            if m.end > skip.1 {
-                pieces.push((skip.1, m.end));
-            }
+        // Cut the skipped ranges out (the kernel may merge them with a
+        // neighbour).
+        let mut pieces = vec![(m.start, m.end)];
+        for &(s0, s1) in skip.iter().filter(|r| r.0 < r.1) {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(a, b)| {
+                    if b <= s0 || a >= s1 {
+                        [Some((a, b)), None]
+                    } else {
+                        [(a < s0).then_some((a, s0)), (b > s1).then_some((s1, b))]
+                    }
+                })
+                .flatten()
+                .collect();
         }
         for (start, end) in pieces {
             let off = m.offset + (start - m.start);
@@ -184,7 +204,8 @@ fn plan_one(
     // chunks): anonymous memory to the program. The image they come from
     // is replaced by the next checkpoint, so they are stored, every page,
     // as anonymous memory, never as a reference to the image.
-    let from_image = kind == RegionKind::File && !m.shared && is_ckpt_image(&name, m.inode, deleted);
+    let from_image =
+        kind == RegionKind::File && !m.shared && is_ckpt_image(&name, m.inode, deleted);
     let (kind, name) = if from_image {
         (RegionKind::Anon, Vec::new())
     } else {
@@ -192,6 +213,7 @@ fn plan_one(
     };
     let mut backing = None;
     let mut by_ref = false;
+    let mut stable = None;
     if kind == RegionKind::File {
         let ident = if deleted { None } else { file_identity(&name) };
         let storage = if ident.as_ref().is_some_and(|i| i.inode == m.inode) && !m.shared && !embed {
@@ -200,6 +222,16 @@ fn plan_one(
         } else {
             FileStorage::Embedded
         };
+        if !by_ref && !m.shared && m.prot & Prot::WRITE == 0 && m.prot & Prot::READ != 0 {
+            let id = ident.as_ref();
+            stable = Some(StableFile {
+                dev: id.map_or(0, |i| i.dev),
+                inode: m.inode,
+                mtime_ns: id.map_or(0, |i| i.mtime_ns),
+                offset,
+                region_start: start,
+            });
+        }
         backing = Some(FileBacking {
             file: ident.unwrap_or(FileIdentity {
                 path: name.clone(),
@@ -280,6 +312,7 @@ fn plan_one(
         runs,
         direct,
         from_image,
+        stable,
     })
 }
 

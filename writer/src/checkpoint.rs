@@ -7,7 +7,7 @@ use ckpt_format::*;
 
 use crate::alloc;
 use crate::capture::{self, PAGE};
-use crate::compress::{self, Job};
+use crate::compress::{self, cache, Job};
 use crate::ctx::ckpt_save_context;
 use crate::suspend::{self, slot, ARRIVED, MAX_THREADS, NSLOTS, RELEASE_GEN, SUSPENDED};
 use crate::{config, sys};
@@ -207,20 +207,78 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
     crate::mem::close_proc_mem();
     crate::debug!("workers idle after {} us", t0.elapsed().as_micros());
     alloc::SCRATCH_MODE.store(false, Ordering::SeqCst);
-    // Copy the result out of the scratch arena before resetting it.
-    let out = match &r {
-        Ok((p, b)) => Outcome::Written {
-            path: String::from(p.as_str()),
-            bytes: *b,
-        },
-        Err(e) => Outcome::Failed(String::from(e.as_str())),
+    // Copy what is still needed out of the scratch arena before resetting
+    // it: the kept chunks, the names, the error.
+    let r = match r {
+        Ok(w) => {
+            let Written {
+                file,
+                bytes,
+                names,
+                stable,
+            } = w;
+            compress::cache::keep(&stable);
+            let kept = Names {
+                path: String::from(names.path.as_str()),
+                tmp: String::from(names.tmp.as_str()),
+                dir: String::from(names.dir.as_str()),
+            };
+            std::mem::forget((names, stable));
+            Ok((file, bytes, kept))
+        }
+        Err(e) => {
+            let kept = String::from(e.as_str());
+            std::mem::forget(e);
+            Err(kept)
+        }
     };
-    std::mem::forget(r);
     alloc::reset_scratch();
     crate::signals::before_release();
+    // Every byte of the image is in the file: the program runs again while
+    // this thread syncs and renames it, with its own stack and the writer's
+    // main arena only (the program never touches either).
+    if r.is_ok() {
+        SYNCING.store(sys::getpid() as u32, Ordering::Release);
+    }
     suspend::release_all();
     crate::debug!("threads released after {} us", t0.elapsed().as_micros());
+    let out = match r {
+        Ok((file, bytes, names)) => match sync_and_rename(file, &names) {
+            Ok(()) => Outcome::Written {
+                path: names.path,
+                bytes,
+            },
+            Err(e) => {
+                let _ = std::fs::remove_file(&names.tmp);
+                Outcome::Failed(e)
+            }
+        },
+        Err(e) => Outcome::Failed(e),
+    };
+    SYNCING.store(0, Ordering::Release);
+    sys::futex_wake(&SYNCING);
+    crate::debug!("renamed after {} us", t0.elapsed().as_micros());
     out
+}
+
+/// Pid of the process whose checkpoint thread is syncing and renaming an
+/// image while the program runs (0: none). A child forked meanwhile has
+/// another pid and does not wait.
+static SYNCING: AtomicU32 = AtomicU32::new(0);
+
+#[used]
+#[link_section = ".fini_array"]
+static FINI: extern "C" fn() = wait_for_sync;
+
+/// At exit(): a program that ends right after a checkpoint waits (up to
+/// 10 s) until its image is synced and renamed, as it did when it was
+/// held until then. `_exit` and exec do not wait (see doc/design.md).
+extern "C" fn wait_for_sync() {
+    let me = sys::getpid() as u32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while SYNCING.load(Ordering::Acquire) == me && std::time::Instant::now() < deadline {
+        sys::futex_wait(&SYNCING, me, 50);
+    }
 }
 
 /// The checkpoint thread in a restored process. Globals only.
@@ -241,6 +299,7 @@ fn restarted() {
         sys::munmap(ri.scratch_addr, ri.scratch_len);
     }
     alloc::init_scratch();
+    compress::cache::forget();
     config::apply_restart(&ri);
     log!(
         "restarted (restart #{}): {} of {} threads arrived",
@@ -402,10 +461,24 @@ fn writer_hot_addresses() -> Vec<u64> {
     hot
 }
 
-/// The write phase (scratch arena): returns (final path, bytes).
-fn write_image(
-    req: &ckpt_protocol::CheckpointRequest,
-) -> std::result::Result<(String, u64), String> {
+/// Where an image goes: `tmp` while it is written, `path` once synced.
+struct Names {
+    path: String,
+    tmp: String,
+    dir: String,
+}
+
+/// An image whose bytes are all in `file` (not synced yet).
+struct Written {
+    file: std::fs::File,
+    bytes: u64,
+    names: Names,
+    /// This image's chunks of stable regions, for `compress::cache`.
+    stable: Vec<(cache::Key, u32, cache::Kept)>,
+}
+
+/// The write phase (scratch arena).
+fn write_image(req: &ckpt_protocol::CheckpointRequest) -> std::result::Result<Written, String> {
     let cfg = config::get();
     let compress = req.compress && !cfg.no_compress;
     let dir = if req.dir.is_empty() {
@@ -416,23 +489,42 @@ fn write_image(
     let name = format!("ckpt_{}_{}.ckpt", cfg.prog, cfg.unique_id);
     let path = format!("{dir}/{name}");
     let tmp = format!("{path}.tmp");
-    let r = write_to(req, &cfg, compress, &dir, &path, &tmp);
-    if r.is_err() {
-        // A failed checkpoint leaves the previous image, and no debris.
-        let _ = std::fs::remove_file(&tmp);
+    match write_to(req, &cfg, compress, &tmp) {
+        Ok((file, bytes, stable)) => Ok(Written {
+            file,
+            bytes,
+            names: Names { path, tmp, dir },
+            stable,
+        }),
+        Err(e) => {
+            // A failed checkpoint leaves the previous image, and no debris.
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    r.map(|bytes| (path, bytes))
 }
 
-/// Writes the image to `tmp`, syncs it and renames it to `path`.
+/// Makes the image durable under its final name.
+fn sync_and_rename(file: std::fs::File, n: &Names) -> std::result::Result<(), String> {
+    file.sync_all()
+        .map_err(|e| format!("fsync {}: {e}", n.tmp))?;
+    drop(file);
+    std::fs::rename(&n.tmp, &n.path).map_err(|e| format!("rename {}: {e}", n.tmp))?;
+    if let Ok(d) = std::fs::File::open(&n.dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes the image to `tmp`; returns the file (not synced), its size and
+/// the chunks of stable regions.
+#[allow(clippy::type_complexity)]
 fn write_to(
     req: &ckpt_protocol::CheckpointRequest,
     cfg: &config::Config,
     compress: bool,
-    dir: &str,
-    path: &str,
     tmp: &str,
-) -> std::result::Result<u64, String> {
+) -> std::result::Result<(std::fs::File, u64, Vec<(cache::Key, u32, cache::Kept)>), String> {
     let t0 = std::time::Instant::now();
     let pid = sys::getpid();
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
@@ -444,7 +536,7 @@ fn write_to(
         return Err(e);
     }
     let threads = thread_records(pid);
-    let regions = capture::plan_regions(alloc::scratch_range(), MAX_CHUNK);
+    let regions = capture::plan_regions(&[alloc::scratch_range(), cache::range()], MAX_CHUNK);
     let vdso = regions
         .iter()
         .find(|r| r.region.kind == RegionKind::Vdso)
@@ -487,20 +579,37 @@ fn write_to(
     }
     let hot = writer_hot_addresses();
     let mut jobs = Vec::new();
+    // (job, key, crc) of the chunks of stable regions.
+    let mut stable = Vec::new();
+    let mut reused = 0u64;
     for r in &regions {
         let idx = enc.region(&r.region).map_err(err)?;
         let (start, end) = (r.region.start.0, r.region.end.0);
         let volatile = hot.iter().any(|&a| start <= a && a < end);
         for &(addr, pages) in &r.runs {
+            let mut reuse = None;
+            if let Some(file) = r.stable.filter(|_| compress && r.direct && !volatile) {
+                let key = cache::Key { addr, pages, file };
+                let crc = crc32fast::hash(crate::mem::slice(addr, pages as u64 * PAGE));
+                reuse = cache::lookup(&key, crc);
+                reused += reuse.map_or(0, |_| pages as u64);
+                stable.push((jobs.len(), key, crc));
+            }
             jobs.push(Job {
                 region: idx,
                 addr,
                 pages,
                 direct: r.direct,
                 volatile,
+                reuse,
             });
         }
     }
+    crate::debug!(
+        "{} stable chunks, {reused} pages reused after {} us",
+        stable.len(),
+        t0.elapsed().as_micros()
+    );
     for f in &fds {
         enc.fd(f).map_err(err)?;
     }
@@ -530,7 +639,8 @@ fn write_to(
         crate::mem::read_pages(j.addr, j.direct, &mut buf[..len]);
         len
     };
-    if !compress || jobs.is_empty() {
+    let jobs_empty = jobs.is_empty();
+    if !compress || jobs_empty {
         for j in &jobs {
             let len = raw_of(j, &mut rawbuf);
             enc.chunk(&EncodedChunk::raw(meta(j), &rawbuf[..len]))
@@ -557,9 +667,16 @@ fn write_to(
             if st == 1 {
                 let p = res[written].ptr.load(Ordering::Relaxed);
                 let l = res[written].len.load(Ordering::Relaxed);
-                let frame = crate::mem::leaked_vec(p, l);
-                enc.chunk(&EncodedChunk::from_zstd_frame(meta(j), frame))
-                    .map_err(err)?;
+                // Borrowed: a new frame stays in the scratch arena until
+                // `cache::keep` has copied it, a kept one is the cache's.
+                enc.chunk(&EncodedChunk {
+                    meta: ChunkMeta {
+                        encoding: ChunkEncoding::Zstd,
+                        ..meta(j)
+                    },
+                    data: std::borrow::Cow::Borrowed(crate::mem::slice(p as u64, l as u64)),
+                })
+                .map_err(err)?;
             } else {
                 let len = raw_of(j, &mut rawbuf);
                 enc.chunk(&EncodedChunk::raw(meta(j), &rawbuf[..len]))
@@ -569,19 +686,29 @@ fn write_to(
         }
     }
     crate::debug!("pages written after {} us", t0.elapsed().as_micros());
+    let stable = if compress && !jobs_empty {
+        let (_, res) = compress::current();
+        stable
+            .into_iter()
+            .map(|(i, key, crc)| {
+                let kept = match res[i].state.load(Ordering::Acquire) {
+                    1 => cache::Kept::Frame(
+                        res[i].ptr.load(Ordering::Relaxed),
+                        res[i].len.load(Ordering::Relaxed),
+                    ),
+                    _ => cache::Kept::Raw,
+                };
+                (key, crc, kept)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let bytes = enc.offset();
     let bw = enc.finish().map_err(err)?;
     let file = bw.into_inner().map_err(|e| format!("write {tmp}: {e}"))?;
     let bytes = bytes.max(file.metadata().map(|m| m.len()).unwrap_or(0));
-    file.sync_all().map_err(|e| format!("fsync {tmp}: {e}"))?;
-    drop(file);
-    crate::debug!("synced after {} us", t0.elapsed().as_micros());
-    std::fs::rename(tmp, path).map_err(|e| format!("rename {tmp}: {e}"))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    crate::debug!("renamed after {} us", t0.elapsed().as_micros());
-    Ok(bytes)
+    Ok((file, bytes, stable))
 }
 
 /// The checkpoint thread compresses one job itself, if one is left.

@@ -9,6 +9,8 @@ use crate::ctx::ckpt_save_context;
 use crate::suspend::{self, ARRIVED};
 use crate::sys;
 
+pub mod cache;
+
 pub const CMD_SAVE: u32 = 1;
 pub const CMD_COMPRESS: u32 = 2;
 pub const MAX_WORKERS: usize = 3;
@@ -30,6 +32,8 @@ pub struct Job {
     /// Our own threads write these pages during the write phase: compress
     /// a private copy, never the live bytes.
     pub volatile: bool,
+    /// Its encoding kept from the last checkpoint (see `cache`).
+    pub reuse: Option<cache::Kept>,
 }
 
 /// Result of a job: 0 pending, 1 zstd frame at (ptr, len), 2 store raw.
@@ -130,6 +134,19 @@ pub fn help(c: &Cctx) -> bool {
         return false;
     }
     let j = &jobs[i];
+    if let Some(kept) = j.reuse {
+        match kept {
+            cache::Kept::Frame(p, l) => {
+                res[i].ptr.store(p, Ordering::Relaxed);
+                res[i].len.store(l, Ordering::Relaxed);
+                res[i].state.store(1, Ordering::Release);
+            }
+            cache::Kept::Raw => res[i].state.store(2, Ordering::Release),
+        }
+        DONE.fetch_add(1, Ordering::AcqRel);
+        sys::futex_wake(&DONE);
+        return true;
+    }
     let len = j.pages as u64 * 4096;
     let mut inbuf = c.inbuf.borrow_mut();
     let src = if j.direct && !j.volatile {
