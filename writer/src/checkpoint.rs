@@ -272,7 +272,7 @@ static FINI: extern "C" fn() = wait_for_sync;
 
 /// At exit(): a program that ends right after a checkpoint waits (up to
 /// 10 s) until its image is synced and renamed, as it did when it was
-/// held until then. `_exit` and exec do not wait (see doc/design.md).
+/// held until then. `_exit` and exec do not wait (doc/bench.md, issue 3).
 extern "C" fn wait_for_sync() {
     let me = sys::getpid() as u32;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
