@@ -1,9 +1,12 @@
 //! Raw system calls the restorer's ordinary code needs (memory, signals,
 //! limits). Namespaces and process creation live in `ns_sys.rs`.
 
-/// Terminal ioctls.
+// The paths are relative to this file, also when a test includes it by path.
+/// inotify watches.
+#[path = "sys/inotify.rs"]
 pub mod inotify;
-#[path = "sys/tty.rs"] // relative to this file, also when a test includes it by path
+/// Terminal ioctls.
+#[path = "sys/tty.rs"]
 pub mod tty;
 
 use std::io;
