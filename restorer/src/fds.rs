@@ -11,7 +11,10 @@
 //! its fd numbers with that fd's close-on-exec flag: fds that shared an
 //! offset before the checkpoint share it again. One pipe is made per
 //! `pipe_id` and its bytes written back before the program sees it, so
-//! nothing is lost or read twice. fds 0, 1 and 2 that were redirected to
+//! nothing is lost or read twice. A pipe that several processes of the
+//! tree hold is made once, before the tree is forked ([`share_pipes`]),
+//! on numbers above every image's fds: each process inherits it, puts
+//! its ends on its own numbers and closes the rest. fds 0, 1 and 2 that were redirected to
 //! a file (a directory, a device, a FIFO) are reopened like any other fd;
 //! otherwise they stay as inherited (the terminal `ckpt restart` runs in,
 //! see tty.rs) unless they are an end of a pipe the process holds both
@@ -21,9 +24,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
 
 use ckpt_format::{FdEntry, FdKind};
 
+use crate::tree::SharedPipe;
 use crate::{image::Image, log, sys};
 
 /// Why a descriptor could not be recreated; the restart stops.
@@ -118,9 +123,118 @@ impl Drop for Temps {
 }
 
 /// A pipe recreated for one `pipe_id`.
+#[derive(Clone, Copy, Debug)]
 struct Pipe {
     read: i32,
     write: i32,
+}
+
+/// A pipe of the tree made before the fork, as every process inherits it.
+#[derive(Clone, Copy, Debug)]
+struct Inherited {
+    pipe: Pipe,
+    /// Both ends are in the tree: its ends on fds 0-2 are restored too.
+    inside: bool,
+}
+
+/// The pipes shared by processes of the tree, by `pipe_id`: set once in
+/// the restorer before it forks the tree, and inherited (memory and fds)
+/// by every process of it. Empty when none or unset.
+static SHARED: OnceLock<BTreeMap<u64, Inherited>> = OnceLock::new();
+
+fn shared() -> Option<&'static BTreeMap<u64, Inherited>> {
+    SHARED.get()
+}
+
+/// Makes every pipe of `plan` once, at numbers above every image's fds,
+/// with its buffered bytes written once (from the image of
+/// `bytes_from`), for the whole tree to inherit. Returns the descriptors
+/// made: the processes that fork the tree (the outer restorer, the
+/// namespace's init) close them once their children exist; each
+/// process of the tree closes them when its own fds are in place.
+pub fn share_pipes(imgs: &[Image], plan: &[SharedPipe]) -> Result<Vec<i32>> {
+    let top = imgs
+        .iter()
+        .flat_map(|i| i.fds.iter().map(|e| e.fd.0))
+        .max()
+        .unwrap_or(2);
+    let mut made: BTreeMap<u64, Inherited> = BTreeMap::new();
+    let mut fds = Vec::new();
+    let r = share_into(imgs, plan, top + 1, &mut made, &mut fds);
+    if let Err(e) = r {
+        for fd in fds {
+            sys::close(fd);
+        }
+        return Err(e);
+    }
+    let _ = SHARED.set(made);
+    Ok(fds)
+}
+
+fn share_into(
+    imgs: &[Image],
+    plan: &[SharedPipe],
+    base: i32,
+    made: &mut BTreeMap<u64, Inherited>,
+    fds: &mut Vec<i32>,
+) -> Result<()> {
+    for sp in plan {
+        // The first fd of it in the images, to name it in errors.
+        let n = imgs
+            .iter()
+            .flat_map(|i| i.fds.iter())
+            .find(|e| matches!(&e.kind, FdKind::Pipe { pipe_id, .. } if *pipe_id == sp.pipe_id))
+            .map_or(-1, |e| e.fd.0);
+        let (r, w) = io(n, "pipe", sys::pipe())?;
+        let read = sys::dup_at_least(r, base);
+        sys::close(r);
+        let write = sys::dup_at_least(w, base);
+        sys::close(w);
+        if let Ok(fd) = read {
+            fds.push(fd);
+        }
+        if let Ok(fd) = write {
+            fds.push(fd);
+        }
+        let pipe = Pipe {
+            read: io(n, "moving an fd", read)?,
+            write: io(n, "moving an fd", write)?,
+        };
+        let bytes: &[u8] = sp
+            .bytes_from
+            .and_then(|pid| imgs.iter().find(|i| i.process.pid.0 == pid))
+            .and_then(|i| {
+                i.fds.iter().find_map(|e| match &e.kind {
+                    FdKind::Pipe {
+                        pipe_id,
+                        write_end: false,
+                        buffered,
+                    } if *pipe_id == sp.pipe_id && !buffered.is_empty() => {
+                        Some(buffered.as_slice())
+                    }
+                    _ => None,
+                })
+            })
+            .unwrap_or_default();
+        if !bytes.is_empty() {
+            refill(n, pipe.write, bytes)?;
+        }
+        log::info(&format!(
+            "pipe {} shared by {} ({} buffered bytes, from pid {})",
+            sp.pipe_id,
+            sp.holders.join(", "),
+            bytes.len(),
+            sp.bytes_from.unwrap_or(0)
+        ));
+        made.insert(
+            sp.pipe_id,
+            Inherited {
+                pipe,
+                inside: sp.inside,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Whether entry `e` is restored here or left alone.
@@ -157,10 +271,15 @@ fn restored_here(e: &FdEntry, img: &Image) -> bool {
         | FdKind::Fifo { .. } => true,
         FdKind::Pipe {
             pipe_id, write_end, ..
-        } => img.fds.iter().any(|o| {
-            matches!(&o.kind, FdKind::Pipe { pipe_id: p, write_end: w, .. }
-                if p == pipe_id && w != write_end)
-        }),
+        } => {
+            shared()
+                .and_then(|m| m.get(pipe_id))
+                .is_some_and(|s| s.inside)
+                || img.fds.iter().any(|o| {
+                    matches!(&o.kind, FdKind::Pipe { pipe_id: p, write_end: w, .. }
+                        if p == pipe_id && w != write_end)
+                })
+        }
         _ => false,
     }
 }
@@ -261,13 +380,18 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
         base: top + 1,
     };
 
-    // One pipe per pipe_id, refilled with its bytes.
+    // One pipe per pipe_id, refilled with its bytes; a pipe of the tree
+    // is the inherited one, refilled already.
     let mut pipes: BTreeMap<u64, Pipe> = BTreeMap::new();
     for e in &mine {
         if let FdKind::Pipe {
             pipe_id, buffered, ..
         } = &e.kind
         {
+            if let Some(s) = shared().and_then(|m| m.get(pipe_id)) {
+                pipes.insert(*pipe_id, s.pipe);
+                continue;
+            }
             if !pipes.contains_key(pipe_id) {
                 pipes.insert(*pipe_id, new_pipe(e.fd.0, &mut temps)?);
             }
@@ -326,6 +450,13 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
             e.fd.0,
             describe(&e.kind)
         ));
+    }
+    // The tree's pipes are on their numbers (or not ours): the inherited
+    // descriptors go, so that a reader sees end-of-file once the last
+    // writer closes.
+    for s in shared().into_iter().flat_map(|m| m.values()) {
+        sys::close(s.pipe.read);
+        sys::close(s.pipe.write);
     }
     kept.extend(crate::tty::restore(img, top + 1)?);
     // Registrations last, when every fd they name is on its number.

@@ -114,14 +114,19 @@ fn main() {
             })
         })
         .collect();
-    for m in tree::pipes_between_processes(&ends) {
-        log::notice(&m);
-    }
+    // Pipes between processes of the tree: made once here, inherited by all.
+    let inherited = match fds::share_pipes(&imgs, &tree::shared_pipes(&ends)) {
+        Ok(fds) => fds,
+        Err(e) => {
+            log::error(&format!("the pipes the processes share: {e}"));
+            std::process::exit(2);
+        }
+    };
     let settings = restore::Settings::from_env();
     let restore_one = |i: usize, barrier: &barrier::Barrier| -> std::convert::Infallible {
         restore::run(&imgs[tree.nodes[i].image], &opts, &settings, barrier)
     };
-    match ns::run(&tree, &restore_one) {
+    match ns::run(&tree, &restore_one, &inherited) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             log::error(&e.to_string());

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::barrier::Barrier;
 use crate::tree::{Membership, Tree};
-use crate::{log, ns_sys};
+use crate::{log, ns_sys, sys};
 
 fn check(r: libc::c_long, what: &str) -> io::Result<libc::c_long> {
     if r < 0 {
@@ -159,11 +159,22 @@ fn fork_with_pid(pid: i32) -> io::Result<i32> {
 /// The restore of one process of the tree (its node index); never returns.
 pub type RestoreFn<'a> = &'a dyn Fn(usize, &Barrier) -> std::convert::Infallible;
 
+/// Closes descriptors made for the tree to inherit, in a process that
+/// only forks it (a reader must see end-of-file when the last writer of
+/// the tree closes, so nobody else may hold a pipe's end).
+fn close_inherited(inherited: &[i32]) {
+    for &fd in inherited {
+        sys::close(fd);
+    }
+}
+
 /// Restores `tree` inside fresh namespaces, under an init; returns the
 /// exit code the caller should exit with: the first root's, once every
 /// process of the namespace has ended. `restore` runs in each process of
-/// the tree, after its children exist, and never returns.
-pub fn run(tree: &Tree, restore: RestoreFn) -> io::Result<i32> {
+/// the tree, after its children exist, and never returns. `inherited`:
+/// descriptors every process of the tree inherits (the pipes they
+/// share); the outer process and init close them once they have forked.
+pub fn run(tree: &Tree, restore: RestoreFn, inherited: &[i32]) -> io::Result<i32> {
     if let Some(n) = tree.nodes.iter().find(|n| n.pid <= 1) {
         return Err(io::Error::other(format!(
             "image pid {} cannot be restored: pid 1 is the namespace's init",
@@ -176,13 +187,17 @@ pub fn run(tree: &Tree, restore: RestoreFn) -> io::Result<i32> {
         unsafe { libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) } as libc::c_long,
         "unshare(CLONE_NEWPID|CLONE_NEWNS)",
     )?;
-    let init = ns_sys::fork()?;
+    let init = ns_sys::fork();
+    if !matches!(init, Ok(0)) {
+        close_inherited(inherited);
+    }
+    let init = init?;
     if init > 0 {
         install_forwarding(&[init]);
         return Ok(wait_for(init));
     }
     // Init, pid 1 of the new namespace.
-    let code = init_main(tree, restore);
+    let code = init_main(tree, restore, inherited);
     // SAFETY: leaving the init process without running atexit handlers
     // that belong to the outer process.
     unsafe { libc::_exit(code) }
@@ -228,7 +243,7 @@ fn become_node(tree: &Tree, i: usize, restore: RestoreFn, barrier: &Barrier) -> 
     match restore(i, barrier) {}
 }
 
-fn init_main(tree: &Tree, restore: RestoreFn) -> i32 {
+fn init_main(tree: &Tree, restore: RestoreFn, inherited: &[i32]) -> i32 {
     let none: *const libc::c_char = std::ptr::null();
     // SAFETY: mount with NUL-terminated literals or null where allowed.
     let r = unsafe {
@@ -274,11 +289,13 @@ fn init_main(tree: &Tree, restore: RestoreFn) -> i32 {
             Err(e) => {
                 log::error(&format!("{e}"));
                 barrier.break_it();
+                close_inherited(inherited);
                 while reap().is_some() {}
                 return 2;
             }
         }
     }
+    close_inherited(inherited);
     install_forwarding(&roots);
     // Every process of the namespace, orphans included, is ours to reap;
     // the restart ends when the last one has.

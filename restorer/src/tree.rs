@@ -195,26 +195,40 @@ impl Tree {
 /// One end of a pipe an image holds: (pid, fd, pipe_id, write end).
 pub type PipeEnd = (i32, i32, u64, bool);
 
-/// Pipes between processes of the tree (both ends among the images, held
-/// by more than one process): each process recreates its own copy, so
-/// they no longer reach each other (a known gap). One message per pipe.
-/// A pipe with an end outside the images (the restart's stdout) is not
-/// one of them: its inherited ends stay shared.
-pub fn pipes_between_processes(ends: &[PipeEnd]) -> Vec<String> {
+/// A pipe held by more than one process of the tree: the restart makes
+/// it once, before the tree is forked, so that every holder inherits the
+/// same pipe (see `fds::share_pipes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedPipe {
+    pub pipe_id: u64,
+    /// Both ends are among the images: the whole pipe is the tree's, so
+    /// its ends on fds 0-2 are restored too (`a | b` in a shell).
+    pub inside: bool,
+    /// The process whose image gives the buffered bytes: the lowest pid
+    /// holding a read end (every reader stored them; taken once).
+    pub bytes_from: Option<i32>,
+    /// Who holds it, for the log: "pid P fd N (read|write)".
+    pub holders: Vec<String>,
+}
+
+/// The pipes to share: held by two processes or more, and either wholly
+/// inside the tree or on an fd above 2 somewhere (fds 0-2 of a pipe that
+/// leads outside, the restart's stdout, stay as inherited: shared already).
+pub fn shared_pipes(ends: &[PipeEnd]) -> Vec<SharedPipe> {
     let mut by_pipe: BTreeMap<u64, Vec<&PipeEnd>> = BTreeMap::new();
     for e in ends {
         by_pipe.entry(e.2).or_default().push(e);
     }
     let mut out = Vec::new();
-    for (id, v) in by_pipe {
-        let both_ends = v.iter().any(|e| e.3) && v.iter().any(|e| !e.3);
+    for (pipe_id, v) in by_pipe {
+        let inside = v.iter().any(|e| e.3) && v.iter().any(|e| !e.3);
         let mut pids: Vec<i32> = v.iter().map(|e| e.0).collect();
         pids.sort_unstable();
         pids.dedup();
-        if !both_ends || pids.len() < 2 {
+        if pids.len() < 2 || !(inside || v.iter().any(|e| e.1 > 2)) {
             continue;
         }
-        let holders: Vec<String> = v
+        let holders = v
             .iter()
             .map(|e| {
                 format!(
@@ -225,11 +239,12 @@ pub fn pipes_between_processes(ends: &[PipeEnd]) -> Vec<String> {
                 )
             })
             .collect();
-        out.push(format!(
-            "pipe {id} is shared by {}: each process gets a pipe of its own, \
-             they no longer reach each other through it",
-            holders.join(", ")
-        ));
+        out.push(SharedPipe {
+            pipe_id,
+            inside,
+            bytes_from: v.iter().filter(|e| !e.3).map(|e| e.0).min(),
+            holders,
+        });
     }
     out
 }
@@ -338,23 +353,38 @@ mod tests {
     }
 
     #[test]
-    fn only_pipes_joining_two_processes_of_the_tree_are_reported() {
+    fn pipes_held_by_several_processes_are_shared_once() {
         let ends = [
-            // the restart's stdout: write ends only
+            // the restart's stdout: write ends only, on fd 1
             (10, 1, 7, true),
             (11, 1, 7, true),
-            // parent reads what its child writes
-            (10, 3, 8, false),
-            (11, 4, 8, true),
+            // a child writes what its sibling reads; the parent kept a
+            // read end too: the bytes come from the lowest reader, 10
+            (12, 4, 8, true),
+            (11, 3, 8, false),
+            (10, 5, 8, false),
             // a pipe within one process
             (11, 5, 9, false),
             (11, 6, 9, true),
+            // a shell pipeline on stdout and stdin
+            (13, 1, 6, true),
+            (14, 0, 6, false),
+            // an outside pipe dup'ed above 2 in two processes
+            (10, 9, 5, true),
+            (11, 9, 5, true),
         ];
-        let m = pipes_between_processes(&ends);
-        assert_eq!(m.len(), 1, "{m:?}");
-        assert!(
-            m[0].contains("pid 10 fd 3 (read), pid 11 fd 4 (write)"),
-            "{m:?}"
+        let s = shared_pipes(&ends);
+        let ids: Vec<u64> = s.iter().map(|p| p.pipe_id).collect();
+        assert_eq!(ids, vec![5, 6, 8], "{s:?}");
+        assert!(!s[0].inside);
+        assert_eq!(s[0].bytes_from, None);
+        assert!(s[1].inside);
+        assert_eq!(s[1].bytes_from, Some(14));
+        assert!(s[2].inside);
+        assert_eq!(s[2].bytes_from, Some(10));
+        assert_eq!(
+            s[2].holders.join(", "),
+            "pid 12 fd 4 (write), pid 11 fd 3 (read), pid 10 fd 5 (read)"
         );
     }
 }
