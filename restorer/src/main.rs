@@ -1,6 +1,7 @@
 //! ckpt-restore: reads the images of a process tree and becomes it again.
 //!
-//! `ckpt-restore [--debug] [--test-vdso-mismatch] IMAGE...`
+//! `ckpt-restore [--debug] [--test-vdso-mismatch] [--map-path OLD=NEW]...
+//! [--set-env NAME=VALUE]... IMAGE...`
 //!
 //! Validates every image first (exit 2 on any problem, nothing
 //! started), then creates the pid/mount (and, unprivileged, user)
@@ -12,6 +13,7 @@
 
 mod barrier;
 mod blob;
+mod environ;
 mod fds;
 mod image;
 mod layout;
@@ -19,6 +21,7 @@ mod log;
 mod maps;
 mod ns;
 mod ns_sys;
+mod paths;
 mod plan;
 mod procstate;
 mod restore;
@@ -29,7 +32,29 @@ mod vdso;
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: ckpt-restore [--debug] [--test-vdso-mismatch] IMAGE...";
+const USAGE: &str = "usage: ckpt-restore [--debug] [--test-vdso-mismatch] \
+                     [--map-path OLD=NEW]... [--set-env NAME=VALUE]... IMAGE...";
+
+/// The value of an option that takes one (`--opt V` or `--opt=V`).
+fn value_of(
+    name: &str,
+    a: &std::ffi::OsStr,
+    args: &mut impl Iterator<Item = std::ffi::OsString>,
+) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = a.as_bytes();
+    if b == name.as_bytes() {
+        let v = args.next().map(|v| v.as_bytes().to_vec());
+        if v.is_none() {
+            eprintln!("ckpt-restore: {name} needs a value\n{USAGE}");
+            std::process::exit(2);
+        }
+        return v;
+    }
+    b.strip_prefix(name.as_bytes())
+        .and_then(|r| r.strip_prefix(b"="))
+        .map(|v| v.to_vec())
+}
 
 fn main() {
     let mut debug = false;
@@ -39,7 +64,23 @@ fn main() {
     // set it through `ckpt restart`, which execs us.
     opts.force_vdso_mismatch =
         std::env::var_os("CKPT_TEST_VDSO_MISMATCH").is_some_and(|v| v == "1");
-    for a in std::env::args_os().skip(1) {
+    let mut path_map = paths::PathMap::default();
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if let Some(v) = value_of("--map-path", &a, &mut args) {
+            if let Err(e) = path_map.add(&v) {
+                eprintln!("ckpt-restore: {e}");
+                std::process::exit(2);
+            }
+            continue;
+        }
+        if let Some(v) = value_of("--set-env", &a, &mut args) {
+            if let Err(e) = opts.env.add(&v) {
+                eprintln!("ckpt-restore: {e}");
+                std::process::exit(2);
+            }
+            continue;
+        }
         match a.to_str() {
             Some("--debug") => debug = true,
             Some("--test-vdso-mismatch") => opts.force_vdso_mismatch = true,
@@ -62,7 +103,7 @@ fn main() {
     // Every image is opened, validated and checked before anything starts.
     let mut imgs = Vec::with_capacity(images.len());
     for path in &images {
-        let img = match image::Image::open(path) {
+        let mut img = match image::Image::open(path) {
             Ok(i) => i,
             Err(e) => {
                 log::error(&format!("cannot open image: {e}"));
@@ -76,7 +117,12 @@ fn main() {
             }
             std::process::exit(2);
         }
+        path_map.apply(&mut img);
         if let Err(e) = restore::preflight(&img) {
+            log::error(&format!("{}: {e}", path.display()));
+            std::process::exit(2);
+        }
+        if let Err(e) = fds::reconcile(&img) {
             log::error(&format!("{}: {e}", path.display()));
             std::process::exit(2);
         }

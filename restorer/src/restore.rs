@@ -15,13 +15,15 @@ use crate::layout::{complement, find_hole, page_up, Carver, Range, PAGE};
 use crate::maps::{self, VdsoSet};
 use crate::plan::{nr, Plan, ThreadBlock};
 use crate::sys::{self, AnonFlags};
-use crate::{fds, log, procstate, vdso};
+use crate::{environ, fds, log, procstate, vdso};
 
 /// What the command line asked for.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Treat the running vdso as different from the image's.
     pub force_vdso_mismatch: bool,
+    /// `--set-env NAME=VALUE` changes (environ.rs).
+    pub env: environ::EnvChanges,
 }
 
 /// Restart settings for the hand-off block, from the environment.
@@ -556,6 +558,17 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
         }
     }
 
+    // --set-env: a new environment in a mapping of its own, outside the hole.
+    let mut keep = vec![hole];
+    if !opts.env.is_empty() {
+        let mut avoid = used.clone();
+        if let Some(b) = vp.relocate_to {
+            avoid.push(Range::new(b, b + vspan.len()));
+        }
+        let at = new_environ(img, &mut places, &mut plan, &opts.env, &avoid)?;
+        keep.push(at);
+    }
+
     // The hand-off block.
     if img.process.restart_info_addr.0 != 0 {
         let addr = img.process.restart_info_addr.0;
@@ -611,7 +624,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
             vslot.start + (part.start - vspan.start),
         );
     }
-    for r in complement(&[hole], MUNMAP_FLOOR) {
+    for r in complement(&keep, MUNMAP_FLOOR) {
         plan.munmap(r.start, r.len());
     }
     for part in vp.cur.parts() {
@@ -737,17 +750,72 @@ fn same_as_file(fd: i32, off: u64, page: &[u8]) -> bool {
     n == buf.len() as isize && buf == page
 }
 
-/// The bytes at `addr` in the staged image memory, if staged.
+/// The bytes at `addr` in the staged image memory, if staged (or, in a
+/// private file mapping, copied over the file or the file's own bytes).
 fn read_staged(img: &Image, places: &[Place], addr: u64, len: u64) -> Option<Vec<u8>> {
     for (i, r) in img.regions.iter().enumerate() {
-        if let Place::Staged { staging } = places[i] {
-            if range(r).contains(addr) && addr + len <= r.end.0 {
+        if !(range(r).contains(addr) && addr + len <= r.end.0) {
+            continue;
+        }
+        match &places[i] {
+            Place::Staged { staging } => {
                 let off = addr - r.start.0;
                 return Some(sys::hole_mut(staging.start + off, len).to_vec());
             }
+            Place::File { fd, copies } if !r.shared => {
+                if let Some(&(src, dst, _)) = copies
+                    .iter()
+                    .find(|c| c.1 <= addr && addr + len <= c.1 + c.2)
+                {
+                    return Some(sys::hole_mut(src + (addr - dst), len).to_vec());
+                }
+                let off = r.backing.as_ref().map_or(0, |b| b.offset) + (addr - r.start.0);
+                let mut buf = vec![0u8; len as usize];
+                return sys::pread_exact(*fd, off, &mut buf).ok().map(|_| buf);
+            }
+            _ => return None,
         }
     }
     None
+}
+
+/// `--set-env`: writes the changed environment into a fresh private
+/// mapping at a free address (not in `avoid`), points every `environ`
+/// of the image at it, and returns the mapping, which the final stage
+/// keeps (environ.rs says how).
+fn new_environ(
+    img: &Image,
+    places: &mut [Place],
+    plan: &mut Plan,
+    changes: &environ::EnvChanges,
+    avoid: &[Range],
+) -> Result<Range, String> {
+    let vars = environ::locate(img).map_err(|e| e.to_string())?;
+    let old = environ::current(vars[0], &|a, l| read_staged(img, places, a, l))
+        .map_err(|e| e.to_string())?;
+    let env = changes.apply(old);
+    let len = page_up(environ::layout(&env, 0).len() as u64);
+    let at = find_hole(avoid, len, 16 * PAGE).ok_or("no room for the new environment")?;
+    sys::reserve(at.start, len).map_err(|e| format!("mapping the environment: {e}"))?;
+    sys::map_anon_in_hole(
+        at.start,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        AnonFlags::default(),
+    )
+    .map_err(|e| format!("mapping the environment: {e}"))?;
+    let bytes = environ::layout(&env, at.start);
+    sys::hole_mut(at.start, bytes.len() as u64).copy_from_slice(&bytes);
+    for v in vars {
+        place_bytes(img, places, plan, v, &at.start.to_le_bytes())
+            .map_err(|e| format!("environ at {v:#x}: {e}"))?;
+    }
+    log::info(&format!(
+        "--set-env: {} variables at {:#x}",
+        env.len(),
+        at.start
+    ));
+    Ok(at)
 }
 
 /// Puts `bytes` at `addr` of the restored memory: into the staged copy,
@@ -778,7 +846,7 @@ fn place_bytes(
         }
     }
     Err(format!(
-        "restart info address {addr:#x} is not in a restorable private region"
+        "address {addr:#x} is not in a restorable private region"
     ))
 }
 

@@ -157,6 +157,12 @@ enum Cmd {
         /// Verbose logs under CKPT_TMPDIR (CKPT_DEBUG=1).
         #[arg(long)]
         debug: bool,
+        /// Files under OLD are under NEW now (a path prefix, whole components; repeatable).
+        #[arg(long = "map-path", value_name = "OLD=NEW")]
+        map_path: Vec<String>,
+        /// Set NAME to VALUE in the restored program's environment (repeatable).
+        #[arg(long = "set-env", value_name = "NAME=VALUE")]
+        set_env: Vec<String>,
         /// Image files.
         images: Vec<PathBuf>,
     },
@@ -322,11 +328,15 @@ fn main() {
             ckpt_dir,
             quiet,
             debug,
+            map_path,
+            set_env,
             images,
         } => restart::run(restart::Opts {
             target: target(&coord, None, quiet, debug),
             ckpt_dir,
             images,
+            map_paths: map_path,
+            set_env,
         }),
         Cmd::Image(args) => ckpt_tools::image::run(args),
         Cmd::Demo => demo::run(),

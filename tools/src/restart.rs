@@ -13,6 +13,10 @@ pub struct Opts {
     pub target: CoordTarget,
     pub ckpt_dir: Option<PathBuf>,
     pub images: Vec<PathBuf>,
+    /// `--map-path OLD=NEW`, passed to ckpt-restore.
+    pub map_paths: Vec<String>,
+    /// `--set-env NAME=VALUE`, passed to ckpt-restore.
+    pub set_env: Vec<String>,
 }
 
 /// A manifest's generation and images.
@@ -100,6 +104,12 @@ pub fn run(o: Opts) -> Result<i32> {
     let restorer = sibling("ckpt-restore", "CKPT_RESTORE")?;
     let port = ensure_coordinator(&o.target)?;
     let mut cmd = Command::new(&restorer);
+    for m in &o.map_paths {
+        cmd.arg("--map-path").arg(m);
+    }
+    for e in &o.set_env {
+        cmd.arg("--set-env").arg(e);
+    }
     cmd.args(&images);
     set_env(&mut cmd, &o.target, port, o.ckpt_dir.as_deref())?;
     cmd.env_remove("LD_PRELOAD");
