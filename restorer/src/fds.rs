@@ -429,7 +429,20 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
         let src = match sources.get(&e.ofd_id) {
             Some(&s) => s,
             None => {
-                let s = open_description(e, &pipes, &mut pipe_ends_used, &mut temps)?;
+                let s = match open_description(e, &pipes, &mut pipe_ends_used, &mut temps) {
+                    Ok(s) => s,
+                    // stdin/stdout/stderr redirected to a file this user
+                    // cannot open (a root-owned log when restarting as
+                    // another user, say) keep what the restart inherited,
+                    // as they would without a redirection.
+                    Err(err) if n <= 2 => {
+                        log::notice(&format!(
+                            "{err}; keeping the fd ckpt restart was given"
+                        ));
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                };
                 io(
                     n,
                     "setting status flags",
