@@ -93,15 +93,15 @@ const OPEN_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_PATH;
 
 /// Descriptors the restorer opened for itself, closed when dropped.
-struct Temps {
-    fds: Vec<i32>,
+pub(crate) struct Temps {
+    pub(crate) fds: Vec<i32>,
     /// New descriptors are moved to this number or above.
-    base: i32,
+    pub(crate) base: i32,
 }
 
 impl Temps {
     /// Moves a fresh `fd` above every image fd number and keeps it.
-    fn keep(&mut self, fd: i32) -> std::io::Result<i32> {
+    pub(crate) fn keep(&mut self, fd: i32) -> std::io::Result<i32> {
         if fd >= self.base {
             self.fds.push(fd);
             return Ok(fd);

@@ -36,33 +36,8 @@ const SETFL_FLAGS: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC;
 /// termios2 `c_cflag` bits that hold the line speed.
 const SPEED_BITS: u32 = libc::CBAUD | libc::CIBAUD;
 
-/// Descriptors opened here, above every image fd; closed when dropped.
-struct Held {
-    fds: Vec<i32>,
-    base: i32,
-}
-
-impl Held {
-    fn keep(&mut self, fd: i32) -> std::io::Result<i32> {
-        if fd >= self.base {
-            self.fds.push(fd);
-            return Ok(fd);
-        }
-        let high = sys::dup_at_least(fd, self.base);
-        sys::close(fd);
-        let high = high?;
-        self.fds.push(high);
-        Ok(high)
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        for &fd in &self.fds {
-            sys::close(fd);
-        }
-    }
-}
+// Descriptors opened here, above every image fd; closed when dropped.
+use crate::fds::Temps as Held;
 
 /// The pty number of a slave path `/dev/pts/N`.
 fn pts_number(path: &[u8]) -> Option<u32> {
