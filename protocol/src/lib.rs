@@ -61,6 +61,13 @@ pub struct WorkerInfo {
     /// the coordinator's `--ckpt-dir` when it has one.
     #[serde(default)]
     pub ckpt_dir: String,
+    /// Speaks the checkpoint barrier ([`ToCoordinator::Suspended`],
+    /// [`ToClient::Write`], [`ToCoordinator::Captured`],
+    /// [`ToClient::Release`], [`ToClient::Resume`]). Absent from older
+    /// peers (reads as false): the coordinator checkpoints them on their
+    /// own, as before.
+    #[serde(default)]
+    pub barrier: bool,
 }
 
 /// First message on every connection.
@@ -87,6 +94,14 @@ pub struct CheckpointRequest {
     pub open_files: bool,
     /// Computation id (hex, 32 digits).
     pub computation_id: String,
+    /// Pass the barrier: reply [`ToCoordinator::Suspended`] once every
+    /// user thread is stopped and wait for [`ToClient::Write`] (or
+    /// [`ToClient::Resume`]), reply [`ToCoordinator::Captured`] once the
+    /// image's state is read and keep the threads stopped until
+    /// [`ToClient::Release`]. Sent only to workers whose hello set
+    /// [`WorkerInfo::barrier`]; absent (false) from older coordinators.
+    #[serde(default)]
+    pub barrier: bool,
 }
 
 /// Coordinator → worker or command client.
@@ -107,6 +122,27 @@ pub enum ToClient {
     Checkpoint(CheckpointRequest),
     /// Worker: exit now (after `k` / `q`).
     Kill,
+    /// Worker (barrier): every process of the computation is suspended;
+    /// capture and write the image of `generation`.
+    Write {
+        /// Generation of the checkpoint under way.
+        generation: u64,
+    },
+    /// Worker (barrier): every process captured its state; let the
+    /// threads run again.
+    Release {
+        /// Generation of the checkpoint under way.
+        generation: u64,
+    },
+    /// Worker (barrier): the checkpoint is abandoned before any image was
+    /// written (a process failed, left or did not suspend in time): let
+    /// the threads run again and reply [`ToCoordinator::CheckpointFailed`].
+    Resume {
+        /// Generation abandoned.
+        generation: u64,
+        /// Why, for the worker's log.
+        reason: String,
+    },
     /// Command client: the answer to its command.
     Reply(Reply),
 }
@@ -125,6 +161,20 @@ pub enum ToCoordinator {
         path: String,
         /// Bytes in the image.
         bytes: u64,
+    },
+    /// Worker (barrier): every user thread is stopped and what must be
+    /// drained is drained; waiting for [`ToClient::Write`].
+    Suspended {
+        /// Generation of the checkpoint under way.
+        generation: u64,
+    },
+    /// Worker (barrier): the image's state (fds with pipe contents,
+    /// memory) is read; the threads stay stopped until
+    /// [`ToClient::Release`]. Sent also when the write failed (the
+    /// failure follows as [`ToCoordinator::CheckpointFailed`]).
+    Captured {
+        /// Generation of the checkpoint under way.
+        generation: u64,
     },
     /// Worker: the checkpoint failed; the process keeps running.
     CheckpointFailed {
@@ -258,5 +308,32 @@ mod tests {
         assert!(matches!(recv::<_, ToCoordinator>(&mut &long[..]), Err(ProtocolError::TooLong)));
         assert!(recv::<_, ToCoordinator>(&mut &b""[..]).unwrap().is_none());
         assert!(matches!(recv::<_, ToCoordinator>(&mut &b"{}\n"[..]), Err(ProtocolError::Malformed(_))));
+    }
+
+    #[test]
+    fn barrier_fields_are_optional_both_ways() {
+        // An older writer's hello and an older coordinator's request.
+        let old: WorkerInfo = serde_json::from_str(
+            r#"{"program":"p","vpid":1,"real_pid":1,"host":"h","unique_id":"u","restarted_from":0}"#,
+        )
+        .unwrap();
+        assert!(!old.barrier);
+        let req: CheckpointRequest = serde_json::from_str(
+            r#"{"generation":3,"dir":"","compress":true,"open_files":false,"computation_id":""}"#,
+        )
+        .unwrap();
+        assert!(!req.barrier);
+        // An older peer ignores the new field.
+        let v = serde_json::to_value(CheckpointRequest { barrier: true, ..req }).unwrap();
+        assert_eq!(v["barrier"], true);
+        for m in [
+            ToClient::Write { generation: 2 },
+            ToClient::Release { generation: 2 },
+            ToClient::Resume { generation: 2, reason: "r".into() },
+        ] {
+            let mut buf = Vec::new();
+            send(&mut buf, &m).unwrap();
+            assert_eq!(recv::<_, ToClient>(&mut &buf[..]).unwrap().unwrap(), m);
+        }
     }
 }

@@ -13,41 +13,76 @@
  * its end and exits 0; the consumer reads what is left up to end-of-file
  * and exits 0. The parent, which closed both ends after the forks, waits
  * for both and prints "VERDICT OK <n> bytes in order ..." (the consumer's
- * count, which it passes back on a second pipe) or "VERDICT FAIL ...". */
+ * count, which it passes back on a second pipe) or "VERDICT FAIL ...".
+ *
+ * With a second argument "fast" the consumer reads without pausing and
+ * both print progress every 16 MiB: the pipe is nearly empty and both
+ * run, so a checkpoint that does not stop both before either captures
+ * its state loses bytes (the producer's count went on after the pipe was
+ * read) or doubles them (the consumer's did). The producer is also slow
+ * to stop, like a thread in a long uninterruptible wait: it writes in
+ * 100 ms bursts with every signal blocked by a raw rt_sigprocmask (which
+ * the writer cannot see), so its checkpoint signal waits for the end of
+ * a burst while the consumer stops at once (its writes are non-blocking
+ * then, so a stopped consumer cannot hold a burst open forever). */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define CHUNK 4096
-#define TICK_BYTES 40960
+static uint64_t tick_bytes = 40960;
+static int fast;
 
 static unsigned char stream_byte(uint64_t k) {
     uint32_t w = (uint32_t)(k / 4);
     return (unsigned char)(w >> (8 * (k % 4)));
 }
 
+static uint64_t now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
 static void producer(int w, const char *stop) {
     unsigned char buf[CHUNK];
-    uint64_t sent = 0, next_tick = TICK_BYTES;
+    uint64_t sent = 0, next_tick = tick_bytes, burst_end = 0;
+    uint64_t all = ~(uint64_t)0, old = 0;
+    if (fast) fcntl(w, F_SETFL, fcntl(w, F_GETFL) | O_NONBLOCK);
     for (;;) {
+        if (fast && now_ms() >= burst_end) {
+            /* End a burst (a pending signal comes now), start the next. */
+            if (burst_end) syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+            if (stop && access(stop, F_OK) == 0) break;
+            syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, 8);
+            burst_end = now_ms() + 100;
+        }
         if (stop && access(stop, F_OK) == 0) break;
         for (size_t i = 0; i < CHUNK; i++) buf[i] = stream_byte(sent + i);
         ssize_t n = write(w, buf, CHUNK);
         if (n < 0) {
             if (errno == EINTR) continue;
+            if (errno == EAGAIN) {
+                struct timespec ts = {0, 1000000L};
+                nanosleep(&ts, NULL);
+                continue;
+            }
             printf("VERDICT FAIL producer: write: %s\n", strerror(errno));
             exit(1);
         }
         sent += (uint64_t)n; /* a short write: the rest goes next time */
         if (sent >= next_tick) {
             printf("tick producer sent=%llu\n", (unsigned long long)sent);
-            next_tick += TICK_BYTES;
+            next_tick += tick_bytes;
         }
     }
     close(w);
@@ -56,10 +91,10 @@ static void producer(int w, const char *stop) {
 
 static void consumer(int r, int report) {
     unsigned char buf[CHUNK];
-    uint64_t got = 0, next_tick = TICK_BYTES;
+    uint64_t got = 0, next_tick = tick_bytes;
     for (;;) {
         struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
+        if (!fast) nanosleep(&ts, NULL);
         ssize_t n = read(r, buf, CHUNK);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -81,7 +116,7 @@ static void consumer(int r, int report) {
             int queued = -1;
             ioctl(r, FIONREAD, &queued);
             printf("tick consumer got=%llu queued=%d\n", (unsigned long long)got, queued);
-            next_tick += TICK_BYTES;
+            next_tick += tick_bytes;
         }
     }
     char line[64];
@@ -110,6 +145,10 @@ static int reap(pid_t child, const char *name) {
 
 int main(int argc, char **argv) {
     const char *stop = argc > 1 ? argv[1] : NULL;
+    if (argc > 2 && strcmp(argv[2], "fast") == 0) {
+        fast = 1;
+        tick_bytes = 16 << 20;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     int p[2], rep[2];
     if (pipe(p) != 0 || pipe(rep) != 0) {

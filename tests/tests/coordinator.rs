@@ -1238,3 +1238,35 @@ exit "$st"
         "no resubmission after the end"
     );
 }
+
+/// A writer that does not offer the barrier (an older one: its hello has
+/// no `barrier`) is still checkpointed, on its own as before, and its
+/// image restarts; a writer that offers it passes it even alone (a
+/// barrier of one).
+#[test]
+fn a_writer_without_the_barrier_is_checkpointed_on_its_own() {
+    let mut c = Computation::new("no-barrier");
+    c.env.push(("CKPT_NO_BARRIER".into(), "1".into()));
+    c.launch(&program("counter"), &[]);
+    c.wait_lines(2, is_count, T);
+    let img = c.checkpoint();
+    let log = std::fs::read_to_string(c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port)))
+        .unwrap();
+    assert!(log.contains("checkpoint 1 complete"), "{log}");
+    assert!(!log.contains("barrier:"), "no barrier for an older writer:\n{log}");
+    c.kill();
+    c.restart(&img);
+    c.wait_lines(2, is_count, T);
+    c.checkpoint();
+    c.kill();
+
+    let mut c = Computation::new("barrier-of-one");
+    c.launch(&program("counter"), &[]);
+    c.wait_lines(2, is_count, T);
+    c.checkpoint();
+    let log = std::fs::read_to_string(c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port)))
+        .unwrap();
+    assert!(log.contains("checkpoint 1: barrier: all 1 process(es) suspended"), "{log}");
+    assert!(log.contains("checkpoint 1: barrier: all 1 process(es) captured"), "{log}");
+    c.kill();
+}

@@ -61,6 +61,32 @@ struct Pending {
     images: Vec<ImageRec>,
     failures: Vec<String>,
     waiters: Vec<mpsc::Sender<Reply>>,
+    /// The workers that speak the barrier (None: none does).
+    barrier: Option<Barrier>,
+}
+
+/// Longest wait for every member to report `Suspended`; then the
+/// checkpoint is abandoned and every member told to resume.
+const SUSPEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where a checkpoint's barrier is: every member stops (`Suspend`), then
+/// every member captures and writes (`Write`), then all run again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Suspend,
+    Write,
+    Released,
+}
+
+/// The global barrier of one checkpoint (doc/design.md, "Checkpoint
+/// barrier").
+struct Barrier {
+    phase: Phase,
+    /// Workers in the barrier (those still connected and not failed).
+    members: BTreeSet<u64>,
+    /// Members the current phase still waits for.
+    left: BTreeSet<u64>,
+    started: Instant,
 }
 
 struct State {
@@ -353,6 +379,7 @@ fn timer(sh: &Shared) {
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let mut st = sh.lock();
+        barrier_timeout(sh, &mut st);
         if st.interval > 0
             && st.pending.is_none()
             && !st.workers.is_empty()
@@ -457,6 +484,7 @@ fn start_checkpoint(
         compress: sh.opts.compress,
         open_files: sh.opts.open_files,
         computation_id: st.computation_id.clone(),
+        barrier: false,
     };
     let mut pending = Pending {
         generation,
@@ -464,10 +492,21 @@ fn start_checkpoint(
         images: Vec::new(),
         failures: Vec::new(),
         waiters: waiter.into_iter().collect(),
+        barrier: None,
     };
+    let mut members = BTreeSet::new();
     for (id, w) in st.workers.iter_mut() {
-        if send_to(&mut w.out, &ToClient::Checkpoint(req.clone())) {
+        // A worker that does not speak the barrier is checkpointed on its
+        // own, as before it existed.
+        let req = CheckpointRequest {
+            barrier: w.info.barrier,
+            ..req.clone()
+        };
+        if send_to(&mut w.out, &ToClient::Checkpoint(req)) {
             pending.waiting.insert(*id);
+            if w.info.barrier {
+                members.insert(*id);
+            }
         } else {
             pending.failures.push(format!(
                 "{}[{}]: could not send the request",
@@ -479,9 +518,123 @@ fn start_checkpoint(
         "checkpoint {generation} of {} process(es) started",
         st.workers.len()
     ));
+    let alone = pending.waiting.len() - members.len();
+    if alone > 0 && !members.is_empty() {
+        sh.say(&format!(
+            "checkpoint {generation}: {alone} process(es) without the barrier (an older writer) are checkpointed on their own: bytes in flight between them and the others may be lost or doubled"
+        ));
+    }
+    if !members.is_empty() {
+        pending.barrier = Some(Barrier {
+            phase: Phase::Suspend,
+            left: members.clone(),
+            members,
+            started: Instant::now(),
+        });
+    }
     st.pending = Some(pending);
+    advance_barrier(sh, st);
     maybe_complete(sh, st);
     Ok(generation)
+}
+
+/// Moves the pending checkpoint's barrier on once its phase waits for
+/// nobody: all suspended → `Write` (or `Resume` when one failed or left);
+/// all captured → `Release`.
+fn advance_barrier(sh: &Shared, st: &mut State) {
+    let State {
+        pending, workers, ..
+    } = st;
+    let Some(p) = pending.as_mut() else { return };
+    let Some(b) = p.barrier.as_mut() else { return };
+    if !b.left.is_empty() {
+        return;
+    }
+    let generation = p.generation;
+    let n = b.members.len();
+    let msg = match b.phase {
+        Phase::Released => return,
+        Phase::Suspend if p.failures.is_empty() => {
+            b.phase = Phase::Write;
+            b.left = b.members.clone();
+            sh.log_line(&format!(
+                "checkpoint {generation}: barrier: all {n} process(es) suspended in {} ms; write",
+                b.started.elapsed().as_millis()
+            ));
+            ToClient::Write { generation }
+        }
+        Phase::Suspend => {
+            b.phase = Phase::Released;
+            let reason = p.failures.join("; ");
+            sh.say(&format!(
+                "checkpoint {generation}: abandoned before any image was written ({reason}); {n} process(es) resume"
+            ));
+            ToClient::Resume { generation, reason }
+        }
+        Phase::Write => {
+            b.phase = Phase::Released;
+            sh.log_line(&format!(
+                "checkpoint {generation}: barrier: all {n} process(es) captured in {} ms; release",
+                b.started.elapsed().as_millis()
+            ));
+            ToClient::Release { generation }
+        }
+    };
+    for id in &b.members {
+        // A member whose connection broke is dropped by its own thread.
+        if let Some(w) = workers.get_mut(id) {
+            send_to(&mut w.out, &msg);
+        }
+    }
+}
+
+/// A member reached the barrier's current phase (`write`: it reported
+/// `Captured`, else `Suspended`).
+fn barrier_reached(sh: &Shared, st: &mut State, id: u64, generation: u64, write: bool) {
+    let want = if write { Phase::Write } else { Phase::Suspend };
+    if let Some(b) = st
+        .pending
+        .as_mut()
+        .filter(|p| p.generation == generation)
+        .and_then(|p| p.barrier.as_mut())
+        .filter(|b| b.phase == want)
+    {
+        b.left.remove(&id);
+    }
+    advance_barrier(sh, st);
+}
+
+/// A member failed or left: the barrier no longer waits for it.
+fn barrier_leave(sh: &Shared, st: &mut State, id: u64) {
+    if let Some(b) = st.pending.as_mut().and_then(|p| p.barrier.as_mut()) {
+        b.members.remove(&id);
+        b.left.remove(&id);
+    }
+    advance_barrier(sh, st);
+}
+
+/// The suspend phase took too long: the members not suspended yet count
+/// as failed, and every member is told to resume.
+fn barrier_timeout(sh: &Shared, st: &mut State) {
+    let Some(p) = st.pending.as_mut() else { return };
+    let Some(b) = p.barrier.as_mut() else { return };
+    if b.phase != Phase::Suspend || b.started.elapsed() < SUSPEND_TIMEOUT || b.left.is_empty() {
+        return;
+    }
+    for id in std::mem::take(&mut b.left) {
+        p.waiting.remove(&id);
+        let who = st
+            .workers
+            .get(&id)
+            .map(|w| format!("{}[{}]", w.info.program, w.info.vpid))
+            .unwrap_or_else(|| format!("worker {id}"));
+        p.failures.push(format!(
+            "{who} did not suspend within {} s",
+            SUSPEND_TIMEOUT.as_secs()
+        ));
+    }
+    advance_barrier(sh, st);
+    maybe_complete(sh, st);
 }
 
 /// Finishes the pending checkpoint once no worker is left to answer.
@@ -968,6 +1121,22 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                 }
                 maybe_complete(sh, &mut st);
             }
+            Ok(Some(ToCoordinator::Suspended { generation })) => {
+                let mut st = sh.lock();
+                sh.debug(&format!(
+                    "checkpoint {generation}: {}[{}] suspended",
+                    info.program, info.vpid
+                ));
+                barrier_reached(sh, &mut st, id, generation, false);
+            }
+            Ok(Some(ToCoordinator::Captured { generation })) => {
+                let mut st = sh.lock();
+                sh.debug(&format!(
+                    "checkpoint {generation}: {}[{}] captured",
+                    info.program, info.vpid
+                ));
+                barrier_reached(sh, &mut st, id, generation, true);
+            }
             Ok(Some(ToCoordinator::CheckpointFailed { generation, reason })) => {
                 let mut st = sh.lock();
                 if let Some(p) = st.pending.as_mut().filter(|p| p.generation == generation) {
@@ -975,6 +1144,7 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                         p.failures
                             .push(format!("{}[{}]: {reason}", info.program, info.vpid));
                     }
+                    barrier_leave(sh, &mut st, id);
                 }
                 maybe_complete(sh, &mut st);
             }
@@ -998,6 +1168,7 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
             ));
         }
     }
+    barrier_leave(sh, &mut st, id);
     maybe_complete(sh, &mut st);
     if sh.opts.exit_on_last && st.ever_connected && st.workers.is_empty() {
         drop(st);

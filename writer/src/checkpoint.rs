@@ -17,6 +17,30 @@ static IMG_NTHREADS: AtomicU32 = AtomicU32::new(0);
 
 const MAX_CHUNK: u32 = 256;
 
+/// The coordinator's barrier as one checkpoint sees it: every process of
+/// the computation is stopped before any captures its state, and none runs
+/// again before all have captured it (so bytes in a pipe between two of
+/// them are neither lost nor doubled). A process checkpointed on its own
+/// passes [`Alone`].
+pub trait Barrier {
+    /// Every user thread is stopped. `Err(reason)`: the checkpoint is
+    /// abandoned and the threads run again.
+    fn suspended(&mut self) -> std::result::Result<(), String>;
+    /// The image's state is read (written or failed); returns when the
+    /// threads may run again.
+    fn captured(&mut self);
+}
+
+/// A barrier of one.
+pub struct Alone;
+
+impl Barrier for Alone {
+    fn suspended(&mut self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    fn captured(&mut self) {}
+}
+
 pub enum Outcome {
     Written { path: String, bytes: u64 },
     Failed(String),
@@ -167,14 +191,22 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
     }
 }
 
-/// Runs a checkpoint; user threads run again when it returns.
-pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
+/// Runs a checkpoint; user threads run again when it returns (after
+/// `barrier` let them go).
+pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) -> Outcome {
     let signo = suspend::SIGNO.load(Ordering::Relaxed);
     let t0 = std::time::Instant::now();
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
         return Outcome::Failed(e);
     }
+    crate::debug!("user threads stopped in {} us", t0.elapsed().as_micros());
+    // Nothing is read before every process of the computation is stopped.
+    if let Err(e) = barrier.suspended() {
+        suspend::release_all();
+        return Outcome::Failed(e);
+    }
+    crate::debug!("barrier: all suspended after {} us", t0.elapsed().as_micros());
     let nw = compress::NWORKERS.load(Ordering::Acquire);
     compress::command(compress::CMD_SAVE);
     if !compress::wait_ack(5000) {
@@ -240,6 +272,10 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest) -> Outcome {
     if r.is_ok() {
         SYNCING.store(sys::getpid() as u32, Ordering::Release);
     }
+    // Nobody runs again before every process has read its pipes' contents
+    // and its memory.
+    barrier.captured();
+    crate::debug!("barrier: all captured after {} us", t0.elapsed().as_micros());
     suspend::release_all();
     crate::debug!("threads released after {} us", t0.elapsed().as_micros());
     let out = match r {

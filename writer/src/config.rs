@@ -21,6 +21,10 @@ pub struct Config {
     pub no_compress: bool,
     /// `CKPT_OPEN_FILES=1`: store open regular files' contents.
     pub open_files: bool,
+    /// `CKPT_NO_BARRIER=1`: the hello does not offer the checkpoint
+    /// barrier, so the coordinator checkpoints this process on its own
+    /// (what an older writer gets; for tests and comparisons).
+    pub no_barrier: bool,
     pub level: i32,
 }
 
@@ -237,6 +241,7 @@ pub fn init_from_env() -> Config {
         computation_id,
         no_compress: env("CKPT_NO_COMPRESS").is_some_and(|v| v == "1"),
         open_files: env("CKPT_OPEN_FILES").is_some_and(|v| v == "1"),
+        no_barrier: env("CKPT_NO_BARRIER").is_some_and(|v| v == "1"),
         level: env("CKPT_ZSTD_LEVEL")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1),

@@ -209,6 +209,83 @@ fn connect(cfg: &config::Config) -> std::io::Result<TcpStream> {
     Err(last)
 }
 
+/// Longest wait for the coordinator's word at a barrier (its own timeout
+/// for the suspend phase is shorter; the write phase lasts as long as the
+/// slowest image).
+const BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The coordinator's barrier over this process's connection.
+struct CoordBarrier<'a, 's> {
+    s: &'s TcpStream,
+    r: &'a mut BufReader<&'s TcpStream>,
+    generation: u64,
+}
+
+/// What ended a wait at the barrier.
+enum BarrierWord {
+    /// The expected message.
+    Go,
+    /// The coordinator abandoned the checkpoint.
+    Abandoned(String),
+    /// The connection failed or timed out.
+    Lost(String),
+}
+
+impl CoordBarrier<'_, '_> {
+    /// Tells the coordinator `msg`, then waits for `Write` (`write`) or
+    /// `Release` of this generation; `Resume` abandons.
+    fn exchange(&mut self, msg: &ToCoordinator, write: bool) -> BarrierWord {
+        let mut w = self.s;
+        if let Err(e) = ckpt_protocol::send(&mut w, msg) {
+            return BarrierWord::Lost(format!("telling the coordinator: {e}"));
+        }
+        let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
+        let word = loop {
+            match ckpt_protocol::recv::<_, ToClient>(&mut *self.r) {
+                Ok(Some(ToClient::Write { generation })) if write && generation == self.generation => {
+                    break BarrierWord::Go
+                }
+                Ok(Some(ToClient::Release { generation })) if !write && generation == self.generation => {
+                    break BarrierWord::Go
+                }
+                Ok(Some(ToClient::Resume { generation, reason })) if generation == self.generation => {
+                    break BarrierWord::Abandoned(reason)
+                }
+                Ok(Some(ToClient::Kill)) => {
+                    log!("killed by the coordinator during checkpoint {}", self.generation);
+                    sys::exit_group(EXIT_KILLED);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break BarrierWord::Lost("the coordinator closed the connection".into()),
+                Err(e) => break BarrierWord::Lost(format!("coordinator: {e}")),
+            }
+        };
+        let _ = self.s.set_read_timeout(None);
+        word
+    }
+}
+
+impl checkpoint::Barrier for CoordBarrier<'_, '_> {
+    fn suspended(&mut self) -> Result<(), String> {
+        let msg = ToCoordinator::Suspended { generation: self.generation };
+        match self.exchange(&msg, true) {
+            BarrierWord::Go => Ok(()),
+            BarrierWord::Abandoned(reason) => Err(format!("abandoned by the coordinator: {reason}")),
+            BarrierWord::Lost(e) => Err(format!("at the suspend barrier: {e}")),
+        }
+    }
+
+    fn captured(&mut self) {
+        let msg = ToCoordinator::Captured { generation: self.generation };
+        match self.exchange(&msg, false) {
+            BarrierWord::Go => {}
+            // Nothing is left to wait for: the threads run again.
+            BarrierWord::Abandoned(reason) => log!("checkpoint {}: released early: {reason}", self.generation),
+            BarrierWord::Lost(e) => log!("checkpoint {}: released without the barrier: {e}", self.generation),
+        }
+    }
+}
+
 /// Talks to the coordinator until the connection ends; true if this
 /// process was just restored (the connection object is stale).
 fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
@@ -233,6 +310,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
                 String::new()
             },
             ckpt_dir: cfg.dir.clone(),
+            barrier: !cfg.no_barrier,
         }),
     });
     let mut w = s;
@@ -265,7 +343,19 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
                 // Before the image is taken, so a restored process knows it too.
                 config::set_computation_id(&req.computation_id);
                 let t0 = std::time::Instant::now();
-                let reply = match checkpoint::run(&req) {
+                let outcome = if req.barrier {
+                    checkpoint::run(
+                        &req,
+                        &mut CoordBarrier {
+                            s,
+                            r: &mut r,
+                            generation: req.generation,
+                        },
+                    )
+                } else {
+                    checkpoint::run(&req, &mut checkpoint::Alone)
+                };
+                let reply = match outcome {
                     checkpoint::Outcome::Written { path, bytes } => {
                         LAST_GEN.store(req.generation, Ordering::SeqCst);
                         log!(

@@ -152,6 +152,8 @@ impl Conn {
                 compress,
                 open_files: false,
                 computation_id: "00112233445566778899aabbccddeeff".into(),
+                // An older coordinator: no barrier, the writer goes alone.
+                barrier: false,
             }),
         )
         .unwrap();
