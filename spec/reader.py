@@ -25,7 +25,7 @@ import zlib
 # §2, §7
 MAGIC = b"\x89CKPT\r\n\x1a"
 TRAILER_MAGIC = b"CKPTTRLR"
-READER_MAJOR, READER_MINOR = 1, 1
+READER_MAJOR, READER_MINOR = 1, 2
 
 # §3.3
 KINDS = {
@@ -40,9 +40,10 @@ KINDS = {
     0x0009: "RLIMITS",
     0x000A: "PID_TABLE",
     0x000B: "SOCKET_PEER",
+    0x000C: "ZOMBIES",
     0x00FF: "INDEX",
 }
-ONCE = {"HEADER", "PROCESS", "SIGNALS", "TIMERS", "RLIMITS", "PID_TABLE"}
+ONCE = {"HEADER", "PROCESS", "SIGNALS", "TIMERS", "RLIMITS", "PID_TABLE", "ZOMBIES"}
 CRITICAL, SAFE_TO_COPY = 0x0001, 0x0002
 
 # §8.1
@@ -343,10 +344,17 @@ def socket_peer(p):
             "peer_socket_id": p.u64()}
 
 
+def zombies(p):
+    # §4.11, since 1.2
+    if p.minor < 2:
+        raise Invalid(p.base, "ZOMBIES", f"ZOMBIES in a 1.{p.minor} image (it needs 1.2)")
+    return p.list(lambda: {"pid": p.i32(), "status": p.i32()})
+
+
 DECODERS = {
     "HEADER": header, "PROCESS": process, "THREAD": thread, "REGION": region, "FD": fd,
     "SIGNALS": signals, "TIMERS": timers, "RLIMITS": rlimits, "PID_TABLE": pid_table,
-    "SOCKET_PEER": socket_peer,
+    "SOCKET_PEER": socket_peer, "ZOMBIES": zombies,
 }
 
 
@@ -466,7 +474,7 @@ def read_image(img):
     out = {"version": f"{major}.{minor}", "file_len": len(img), "records": [], "counts": {},
            "header": None, "process": None, "threads": [], "regions": [], "chunks": [],
            "fds": [], "signals": None, "timers": None, "rlimits": None, "pid_table": None,
-           "socket_peers": [], "skipped": []}
+           "socket_peers": [], "zombies": None, "skipped": []}
     seen = []  # (offset, kind code, flags) of every record before the INDEX
     page_size = None
     off = 16

@@ -342,6 +342,7 @@ wire_struct! {
     FdEntry { fd, fd_flags, ofd_id, status_flags, kind }
     PidEntry { vpid, real_pid, ppid, pgid, sid, threads }
     SocketPeer { socket_id, peer_unique_id, peer_host, peer_socket_id }
+    Zombie { pid, status }
     SigAction { handler, flags, restorer, mask }
     SignalState { actions, pending }
     TimerValue { interval_ns, value_ns }

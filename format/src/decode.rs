@@ -195,6 +195,8 @@ pub struct Metadata {
     pub pid_table: Vec<PidEntry>,
     /// SOCKET_PEER records.
     pub socket_peers: Vec<SocketPeer>,
+    /// ZOMBIES (format 1.2).
+    pub zombies: Vec<Zombie>,
     /// PAGES records.
     pub chunks: Vec<ChunkRef>,
     /// Unknown non-critical records that were skipped: (offset, kind, flags).
@@ -232,7 +234,7 @@ impl Metadata {
     }
 
     /// Enforces "at most once" for HEADER, PROCESS, SIGNALS, TIMERS,
-    /// RLIMITS and PID_TABLE.
+    /// RLIMITS, PID_TABLE and ZOMBIES.
     fn once(&mut self, kind: RecordKind, offset: u64) -> Result<()> {
         let bit = 1u32 << (kind.code() & 31);
         if self.once & bit != 0 {
@@ -271,6 +273,7 @@ impl Metadata {
                 | RecordKind::Timers
                 | RecordKind::Rlimits
                 | RecordKind::PidTable
+                | RecordKind::Zombies
         ) {
             self.once(kind, offset)?;
         }
@@ -313,6 +316,16 @@ impl Metadata {
             RecordKind::Rlimits => self.rlimits = self.decode(payload, base, kind)?,
             RecordKind::PidTable => self.pid_table = self.decode(payload, base, kind)?,
             RecordKind::SocketPeer => self.socket_peers.push(self.decode(payload, base, kind)?),
+            RecordKind::Zombies => {
+                if self.version.1 < 2 {
+                    return Err(malformed(
+                        offset,
+                        Some(kind),
+                        format!("ZOMBIES in a 1.{} image (it needs 1.2)", self.version.1),
+                    ));
+                }
+                self.zombies = self.decode(payload, base, kind)?
+            }
             // The readers route these elsewhere; refuse rather than panic.
             RecordKind::Pages | RecordKind::Index => {
                 return Err(malformed(offset, Some(kind), "not a metadata record"))

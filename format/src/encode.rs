@@ -214,7 +214,7 @@ impl<W: Write> Encoder<W> {
     fn once<T: Wire>(&mut self, kind: RecordKind, v: &T) -> Result<()> {
         if self.once_written.contains(&kind) {
             return Err(Error::Usage(
-                "SIGNALS, TIMERS, RLIMITS and PID_TABLE are written at most once",
+                "SIGNALS, TIMERS, RLIMITS, PID_TABLE and ZOMBIES are written at most once",
             ));
         }
         self.meta(kind, v)?;
@@ -281,6 +281,17 @@ impl<W: Write> Encoder<W> {
     /// The PID_TABLE record.
     pub fn pid_table(&mut self, p: &[PidEntry]) -> Result<()> {
         self.once(RecordKind::PidTable, &p.to_vec())
+    }
+
+    /// The ZOMBIES record (format 1.2, at most once): children that had
+    /// exited but were not yet reaped.
+    pub fn zombies(&mut self, z: &[Zombie]) -> Result<()> {
+        if self.minor < 2 {
+            return Err(Error::Usage(
+                "a ZOMBIES record needs format 1.2 (Encoder::with_minor)",
+            ));
+        }
+        self.once(RecordKind::Zombies, &z.to_vec())
     }
 
     /// A SOCKET_PEER record.

@@ -91,13 +91,24 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// Newest minor version this crate writes (it reads every minor of its
 /// major). An image is written with the lowest minor that can express it
 /// (spec §9.1): see [`minor_for_fds`] and [`Encoder::with_minor`].
-pub const FORMAT_MINOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 2;
 
 /// The lowest format minor version that can express these descriptors:
 /// 1 when a timerfd has settime flags or pending ticks (fields added in
 /// 1.1), else 0.
 pub fn minor_for_fds(fds: &[FdEntry]) -> u16 {
     fds.iter().map(|f| f.kind.min_minor()).max().unwrap_or(0)
+}
+
+/// The lowest format minor version that can express these descriptors
+/// and these unreaped children: 2 when there is a zombie (the ZOMBIES
+/// record, added in 1.2), else [`minor_for_fds`].
+pub fn minor_for(fds: &[FdEntry], zombies: &[Zombie]) -> u16 {
+    if zombies.is_empty() {
+        minor_for_fds(fds)
+    } else {
+        2
+    }
 }
 /// The writer version string stored in images.
 pub const WRITER_VERSION: &str = concat!("ckpt ", env!("CARGO_PKG_VERSION"));

@@ -242,6 +242,11 @@ impl MappedImage {
     pub fn pid_table(&self) -> &[PidEntry] {
         &self.meta.pid_table
     }
+    /// The ZOMBIES record's children (empty without one).
+    pub fn zombies(&self) -> &[Zombie] {
+        &self.meta.zombies
+    }
+
     /// SOCKET_PEER records.
     pub fn socket_peers(&self) -> &[SocketPeer] {
         &self.meta.socket_peers

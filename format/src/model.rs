@@ -634,6 +634,18 @@ pub struct PidEntry {
     pub threads: Vec<Pid>,
 }
 
+/// A child that had exited but was not yet reaped (a zombie) at
+/// checkpoint time: its parent's restorer recreates it, exiting at once
+/// with this status, so the parent's waitpid() still finds it. Format 1.2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Zombie {
+    /// Virtual pid of the child.
+    pub pid: Pid,
+    /// Its wait status, as waitpid() reports it (exit code in bits 8..16,
+    /// or the terminating signal in bits 0..7 with the core-dump bit 7).
+    pub status: i32,
+}
+
 /// The far end of a connected socket, possibly in another image or host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketPeer {

@@ -257,6 +257,8 @@ pub enum RecordKind {
     PidTable,
     /// The far end of a connected socket.
     SocketPeer,
+    /// Children that had exited but were not yet reaped (format 1.2).
+    Zombies,
     /// The index of every record.
     Index,
     /// A kind this reader does not know.
@@ -265,7 +267,7 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind v1 defines.
-    pub const ALL: [RecordKind; 12] = [
+    pub const ALL: [RecordKind; 13] = [
         RecordKind::Header,
         RecordKind::Process,
         RecordKind::Thread,
@@ -277,6 +279,7 @@ impl RecordKind {
         RecordKind::Rlimits,
         RecordKind::PidTable,
         RecordKind::SocketPeer,
+        RecordKind::Zombies,
         RecordKind::Index,
     ];
 
@@ -294,6 +297,7 @@ impl RecordKind {
             RecordKind::Rlimits => 0x0009,
             RecordKind::PidTable => 0x000A,
             RecordKind::SocketPeer => 0x000B,
+            RecordKind::Zombies => 0x000C,
             RecordKind::Index => 0x00FF,
             RecordKind::Unknown(c) => c,
         }
@@ -321,10 +325,15 @@ impl RecordKind {
     /// SOCKET_PEER: without it connections cannot be rejoined; INDEX: the
     /// random-access readers depend on it.
     ///
+    /// ZOMBIES (1.2) is the one kind that is not critical: a reader that
+    /// skips it restarts the program without its unreaped children (the
+    /// parent's waitpid() for them fails with ECHILD), as every restart
+    /// did before 1.2; everything else is restored.
+    ///
     /// SAFE_TO_COPY, on the kinds whose meaning does not depend on their
     /// position or on other records' positions or file offsets (PNG's
     /// rule): PROCESS, THREAD, FD, SIGNALS, TIMERS, RLIMITS, PID_TABLE,
-    /// SOCKET_PEER. Not on HEADER (must be first), REGION (chunks refer to
+    /// SOCKET_PEER, ZOMBIES. Not on HEADER (must be first), REGION (chunks refer to
     /// regions by position), PAGES (region position, page-aligned file
     /// offsets) or INDEX (file offsets).
     pub fn default_flags(self) -> u16 {
@@ -337,6 +346,7 @@ impl RecordKind {
             | RecordKind::Rlimits
             | RecordKind::PidTable
             | RecordKind::SocketPeer => FLAG_CRITICAL | FLAG_SAFE_TO_COPY,
+            RecordKind::Zombies => FLAG_SAFE_TO_COPY,
             _ => FLAG_CRITICAL,
         }
     }
@@ -356,6 +366,7 @@ impl fmt::Display for RecordKind {
             RecordKind::Rlimits => "RLIMITS",
             RecordKind::PidTable => "PID_TABLE",
             RecordKind::SocketPeer => "SOCKET_PEER",
+            RecordKind::Zombies => "ZOMBIES",
             RecordKind::Index => "INDEX",
             RecordKind::Unknown(c) => return write!(f, "UNKNOWN({c:#06x})"),
         };
@@ -460,9 +471,12 @@ impl fmt::Display for RecordKind {
 /// **SOCKET_PEER** (0x000B): `socket_id: u64`, `peer_unique_id: str`,
 /// `peer_host: str`, `peer_socket_id: u64`.
 ///
+/// **ZOMBIES** (0x000C, format 1.2, not critical):
+/// `list<(pid: pid, status: i32)>`.
+///
 /// HEADER must be the first record and appear once; PROCESS must appear
-/// once; at least one THREAD; SIGNALS, TIMERS, RLIMITS and PID_TABLE at
-/// most once each.
+/// once; at least one THREAD; SIGNALS, TIMERS, RLIMITS, PID_TABLE and
+/// ZOMBIES at most once each.
 pub mod payloads {}
 
 #[cfg(test)]

@@ -31,12 +31,14 @@ pub struct Sample {
     pub pid_table: Vec<PidEntry>,
     /// SOCKET_PEERs.
     pub socket_peers: Vec<SocketPeer>,
+    /// ZOMBIES (written, as format 1.2, only when not empty).
+    pub zombies: Vec<Zombie>,
 }
 
 impl Sample {
     /// Encodes the sample into bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let minor = crate::minor_for_fds(&self.fds);
+        let minor = crate::minor_for(&self.fds, &self.zombies);
         let mut e = Encoder::with_minor(Vec::new(), &self.header, minor)?;
         e.process(&self.process)?;
         for t in &self.threads {
@@ -54,6 +56,9 @@ impl Sample {
         e.pid_table(&self.pid_table)?;
         for p in &self.socket_peers {
             e.socket_peer(p)?;
+        }
+        if !self.zombies.is_empty() {
+            e.zombies(&self.zombies)?;
         }
         for (region, addr, pages, compress) in &self.chunks {
             let meta = ChunkMeta {
@@ -326,6 +331,7 @@ pub fn tiny() -> Sample {
             threads: vec![Pid(4242)],
         }],
         socket_peers: vec![],
+        zombies: vec![],
     }
 }
 

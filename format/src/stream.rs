@@ -43,6 +43,8 @@ pub enum Item {
     PidTable(Vec<PidEntry>),
     /// A SOCKET_PEER.
     SocketPeer(SocketPeer),
+    /// The ZOMBIES record (format 1.2).
+    Zombies(Vec<Zombie>),
     /// An unknown non-critical record, skipped.
     Unknown {
         /// Its offset.
@@ -244,6 +246,7 @@ impl<R: Read> StreamDecoder<R> {
             RecordKind::Rlimits => Some(Item::Rlimits(m.rlimits.clone())),
             RecordKind::PidTable => Some(Item::PidTable(m.pid_table.clone())),
             RecordKind::SocketPeer => m.socket_peers.last().cloned().map(Item::SocketPeer),
+            RecordKind::Zombies => Some(Item::Zombies(m.zombies.clone())),
             RecordKind::Unknown(code) => Some(Item::Unknown {
                 offset: off,
                 kind: code,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ckpt_format::{
     ChunkMeta, FdEntry, ImageHeader, MappedImage, Process, Region, Rlimit, SignalState, Thread,
-    Timers,
+    Timers, Zombie,
 };
 
 pub struct Image {
@@ -19,6 +19,8 @@ pub struct Image {
     pub signals: Option<SignalState>,
     pub timers: Option<Timers>,
     pub rlimits: Vec<Rlimit>,
+    /// Children that had exited, not yet reaped (ZOMBIES, format 1.2).
+    pub zombies: Vec<Zombie>,
     /// Page-data chunks in index order.
     pub chunks: Vec<ChunkMeta>,
     mapped: MappedImage,
@@ -38,6 +40,7 @@ impl Image {
             signals: mapped.signals().cloned(),
             timers: mapped.timers().cloned(),
             rlimits: mapped.rlimits().to_vec(),
+            zombies: mapped.zombies().to_vec(),
             chunks: mapped.chunks().iter().map(|c| c.meta).collect(),
             mapped,
         })

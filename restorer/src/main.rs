@@ -142,13 +142,21 @@ fn main() {
             sid: i.process.sid.0,
         })
         .collect();
-    let tree = match tree::Tree::build(&ids, |w| log::warn(&w)) {
+    let mut tree = match tree::Tree::build(&ids, |w| log::warn(&w)) {
         Ok(t) => t,
         Err(e) => {
             log::error(&e.to_string());
             std::process::exit(2);
         }
     };
+    for i in 0..tree.nodes.len() {
+        let z: Vec<(i32, i32)> = imgs[tree.nodes[i].image]
+            .zombies
+            .iter()
+            .map(|z| (z.pid.0, z.status))
+            .collect();
+        tree.add_zombies(i, &z, |w| log::warn(&w));
+    }
     let ends: Vec<tree::PipeEnd> = imgs
         .iter()
         .flat_map(|i| {

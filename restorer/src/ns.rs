@@ -240,7 +240,58 @@ fn become_node(tree: &Tree, i: usize, restore: RestoreFn, barrier: &Barrier) -> 
             std::process::exit(2);
         }
     }
+    // Zombies last, so that they take none of the pids above.
+    for &(pid, status) in &node.zombies {
+        if let Err(e) = create_zombie(pid, status) {
+            log::warn(&format!(
+                "pid {}: recreating its unreaped child {pid}: {e}; waitpid() for it will fail",
+                node.pid
+            ));
+        }
+    }
     match restore(i, barrier) {}
+}
+
+/// Forks a child with pid `pid` that ends at once with wait status
+/// `status`: it stays a zombie until the restored parent reaps it. It
+/// is no process of the tree: it does not pass the barrier.
+fn create_zombie(pid: i32, status: i32) -> io::Result<()> {
+    if fork_with_pid(pid)? == 0 {
+        end_with(status);
+    }
+    Ok(())
+}
+
+/// Ends this process so that its parent's waitpid() reports `status`:
+/// `_exit` with its code, or killed by its signal (default disposition,
+/// unblocked; no core file, so the core-dump bit is not reproduced).
+fn end_with(status: i32) -> ! {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `no_core` is a valid rlimit; the sigaction and sigset
+        // are zero-initialised plain C structs that live across the
+        // calls; signal numbers out of range only make the calls fail.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+        }
+        // Still here: a signal whose default action does not kill.
+        // SAFETY: ending the process without running any of its handlers.
+        unsafe { libc::_exit(128 + (sig & 0x7f)) }
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(libc::WEXITSTATUS(status)) }
 }
 
 fn init_main(tree: &Tree, restore: RestoreFn, inherited: &[i32]) -> i32 {

@@ -39,6 +39,10 @@ pub struct Node {
     /// Nodes it forks, in pid order.
     pub children: Vec<usize>,
     pub membership: Membership,
+    /// Its children that were zombies at checkpoint time, (pid, wait
+    /// status): forked after `children`, each exits at once with its
+    /// status and stays a zombie until the restored parent reaps it.
+    pub zombies: Vec<(i32, i32)>,
 }
 
 /// The whole tree, nodes in image order.
@@ -94,6 +98,29 @@ impl fmt::Display for TreeError {
 impl std::error::Error for TreeError {}
 
 impl Tree {
+    /// Gives node `i` its zombie children, (pid, wait status) in pid
+    /// order; `warn` hears about one whose pid cannot be given (1, or a
+    /// pid that a process of the tree or another zombie holds).
+    pub fn add_zombies(&mut self, i: usize, zombies: &[(i32, i32)], mut warn: impl FnMut(String)) {
+        for &(pid, status) in zombies {
+            let taken = pid <= 1
+                || self
+                    .nodes
+                    .iter()
+                    .any(|n| n.pid == pid || n.zombies.iter().any(|z| z.0 == pid));
+            if taken {
+                warn(format!(
+                    "pid {}: its unreaped child {pid} cannot be recreated (pid taken); \
+                     waitpid() for it will fail",
+                    self.nodes[i].pid
+                ));
+                continue;
+            }
+            self.nodes[i].zombies.push((pid, status));
+        }
+        self.nodes[i].zombies.sort_unstable();
+    }
+
     /// Builds the tree; `warn` hears about sessions and groups that
     /// cannot be rebuilt (the process keeps the inherited ones).
     pub fn build(ids: &[Ids], mut warn: impl FnMut(String)) -> Result<Tree, TreeError> {
@@ -123,6 +150,7 @@ impl Tree {
                 parent: by_pid.get(&p.ppid).copied().filter(|&j| j != i),
                 children: Vec::new(),
                 membership: Membership::Inherit,
+                zombies: Vec::new(),
             })
             .collect();
         // A cycle (corrupt or hand-made ids) would leave processes nobody
@@ -350,6 +378,21 @@ mod tests {
         let t = Tree::build(&v, |s| w.push(s)).unwrap();
         assert!(!t.roots.is_empty());
         assert!(!w.is_empty());
+    }
+
+    #[test]
+    fn zombies_whose_pid_is_taken_are_left_out_with_a_warning() {
+        let v = ids(&[(10, 1, 10, 10), (11, 10, 10, 10)]);
+        let mut t = Tree::build(&v, |_| {}).unwrap();
+        let mut w = Vec::new();
+        // 11 is a process of the tree, 1 the namespace's init
+        t.add_zombies(0, &[(13, 15), (11, 0), (12, 7 << 8), (1, 0)], |s| w.push(s));
+        assert_eq!(t.nodes[0].zombies, vec![(12, 7 << 8), (13, 15)]);
+        assert_eq!(w.len(), 2, "{w:?}");
+        // another process's zombie holds 12 already
+        t.add_zombies(1, &[(12, 0), (14, 0)], |s| w.push(s));
+        assert_eq!(t.nodes[1].zombies, vec![(14, 0)]);
+        assert_eq!(w.len(), 3, "{w:?}");
     }
 
     #[test]

@@ -257,6 +257,7 @@ fn rust_summary(path: &Path) -> Value {
     count("INDEX".into());
     let present = |k: RecordKind| counts.contains_key(&k.to_string());
     let (has_rlimits, has_pids) = (present(RecordKind::Rlimits), present(RecordKind::PidTable));
+    let has_zombies = present(RecordKind::Zombies);
 
     let h = img.header();
     let header = json!({
@@ -370,6 +371,7 @@ fn rust_summary(path: &Path) -> Value {
         "rlimits": rlimits,
         "pid_table": has_pids.then(|| img.pid_table()),
         "socket_peers": img.socket_peers(),
+        "zombies": has_zombies.then(|| img.zombies()),
         "skipped": img.skipped_records().iter()
             .map(|(o, k, f)| json!([o, k, f])).collect::<Vec<_>>(),
     })
@@ -459,6 +461,14 @@ fn spec_reader_decodes_an_image_whose_fields_all_differ() {
     s.rlimits = distinct(&s.rlimits, n);
     s.pid_table = distinct(&s.pid_table, n);
     s.socket_peers = distinct(&s.socket_peers, n);
+    // A 1.2 image: the ZOMBIES record too.
+    s.zombies = distinct(
+        &vec![
+            ckpt_format::Zombie::default(),
+            ckpt_format::Zombie::default(),
+        ],
+        n,
+    );
     for r in &mut s.regions {
         if let Some(b) = &mut r.backing {
             let storage = b.storage;

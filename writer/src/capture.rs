@@ -456,6 +456,46 @@ pub fn process(restart_info_addr: u64) -> Process {
     }
 }
 
+/// This process's children that have exited but are not yet reaped
+/// (state `Z`), with the wait status the kernel keeps for them (field 52,
+/// `exit_code`, of `/proc/PID/stat`), in pid order. Children are listed
+/// per thread (the thread that forked them), so every thread's
+/// `children` file is read.
+pub fn zombies() -> Vec<Zombie> {
+    let mut pids = Vec::new();
+    let tasks = std::fs::read_dir("/proc/thread-self/..")
+        .into_iter()
+        .flatten();
+    for t in tasks.flatten() {
+        let mut p = t.path();
+        p.push("children");
+        let list = std::fs::read_to_string(&p).unwrap_or_default();
+        pids.extend(
+            list.split_whitespace()
+                .filter_map(|w| w.parse::<i32>().ok()),
+        );
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|pid| {
+            let s = read_file(&format!("/proc/{pid}/stat"));
+            let close = s.iter().rposition(|&b| b == b')')?;
+            let rest = String::from_utf8_lossy(s.get(close + 2..)?).into_owned();
+            // rest starts at field 3 (state); exit_code is field 52
+            let mut f = rest.split_whitespace();
+            if f.next()? != "Z" {
+                return None;
+            }
+            let status = f.nth(52 - 4)?.parse::<i32>().ok()?;
+            Some(Zombie {
+                pid: Pid(pid),
+                status,
+            })
+        })
+        .collect()
+}
+
 pub fn signals() -> SignalState {
     SignalState {
         actions: (1..=64).map(mem::kernel_sigaction).collect(),

@@ -607,7 +607,8 @@ fn write_to(
     };
     let bw = std::io::BufWriter::with_capacity(1 << 20, file);
     let err = |e: ckpt_format::Error| format!("write {tmp}: {e}");
-    let minor = ckpt_format::minor_for_fds(&fds);
+    let zombies = capture::zombies();
+    let minor = ckpt_format::minor_for(&fds, &zombies);
     let mut enc = Encoder::with_minor(bw, &header, minor).map_err(err)?;
     enc.process(&process).map_err(err)?;
     for t in &threads {
@@ -661,6 +662,9 @@ fn write_to(
         threads: threads.iter().map(|t| t.tid).collect(),
     }])
     .map_err(err)?;
+    if !zombies.is_empty() {
+        enc.zombies(&zombies).map_err(err)?;
+    }
 
     let meta = |j: &Job| ChunkMeta {
         region: j.region,

@@ -36,6 +36,7 @@ pub fn assert_matches(s: &Sample, m: &Metadata, pages: &[Vec<u8>]) {
     assert_eq!(m.rlimits, s.rlimits);
     assert_eq!(m.pid_table, s.pid_table);
     assert_eq!(m.socket_peers, s.socket_peers);
+    assert_eq!(m.zombies, s.zombies);
     assert_eq!(pages.len(), s.chunks.len());
     for ((c, got), (region, addr, want, _)) in m.chunks.iter().zip(pages).zip(&s.chunks) {
         assert_eq!(c.meta.region, *region);
@@ -374,6 +375,12 @@ pub fn random_sample(seed: u64, threads: usize, regions: usize, fds: usize) -> S
             pgid: Pid(g.i32()),
             sid: Pid(g.i32()),
             threads: (0..g.below(4)).map(|_| Pid(g.i32())).collect(),
+        })
+        .collect();
+    s.zombies = (0..g.below(3))
+        .map(|_| Zombie {
+            pid: Pid(g.i32()),
+            status: g.i32(),
         })
         .collect();
     s.socket_peers = (0..g.below(3))

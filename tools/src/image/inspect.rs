@@ -623,6 +623,12 @@ pub fn render(img: &MappedImage, name: &str) -> String {
             );
         }
     }
+    if !img.zombies().is_empty() {
+        let _ = writeln!(w, "ZOMBIES (unreaped children)");
+        for z in img.zombies() {
+            let _ = writeln!(w, "  pid {} wait status {:#x}", z.pid.0, z.status);
+        }
+    }
     for sp in img.socket_peers() {
         let _ = writeln!(
             w,
@@ -653,7 +659,7 @@ pub fn to_json(img: &MappedImage, name: &str) -> Value {
     let h = img.header();
     let p = img.process();
     let per = img.stored_bytes_per_region();
-    json!({
+    let mut v = json!({
         "schema": "ckpt-inspect/1",
         "image": { "path": name, "bytes": img.file_len(), "format": format!("{}.{}", img.version().0, img.version().1) },
         "header": {
@@ -721,5 +727,15 @@ pub fn to_json(img: &MappedImage, name: &str) -> Value {
             "socket_id": s.socket_id, "peer_unique_id": s.peer_unique_id, "peer_host": s.peer_host, "peer_socket_id": s.peer_socket_id,
         })).collect::<Vec<_>>(),
         "skipped_records": img.skipped_records().iter().map(|(o, k, f)| json!({"offset": o, "kind": k, "flags": f})).collect::<Vec<_>>(),
-    })
+    });
+    // Format 1.2, only when there is one (so 1.0 and 1.1 reports are unchanged).
+    if !img.zombies().is_empty() {
+        v["zombies"] = img
+            .zombies()
+            .iter()
+            .map(|z| json!({"pid": z.pid.0, "status": z.status}))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    v
 }

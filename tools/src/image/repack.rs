@@ -308,7 +308,7 @@ pub fn repack<W: Write>(
         modes.push(mode);
     }
 
-    let minor = ckpt_format::minor_for_fds(img.fds());
+    let minor = ckpt_format::minor_for(img.fds(), img.zombies());
     let mut enc = Encoder::with_minor(out, img.header(), minor)?;
     enc.process(img.process())?;
     for t in img.threads() {
@@ -334,6 +334,9 @@ pub fn repack<W: Write>(
     }
     for p in img.socket_peers() {
         enc.socket_peer(p)?;
+    }
+    if !img.zombies().is_empty() {
+        enc.zombies(img.zombies())?;
     }
     for &(offset, kind, flags) in img.skipped_records() {
         if flags & FLAG_SAFE_TO_COPY != 0 {
