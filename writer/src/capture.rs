@@ -463,13 +463,11 @@ pub fn process(restart_info_addr: u64) -> Process {
 /// `children` file is read.
 pub fn zombies() -> Vec<Zombie> {
     let mut pids = Vec::new();
-    let tasks = std::fs::read_dir("/proc/thread-self/..")
-        .into_iter()
-        .flatten();
-    for t in tasks.flatten() {
-        let mut p = t.path();
-        p.push("children");
-        let list = std::fs::read_to_string(&p).unwrap_or_default();
+    // getdents64, not read_dir: libc's opendir would call the program's
+    // malloc during a checkpoint.
+    for tid in crate::sys::numeric_entries(c"/proc/self/task") {
+        let list = std::fs::read_to_string(format!("/proc/self/task/{tid}/children"))
+            .unwrap_or_default();
         pids.extend(
             list.split_whitespace()
                 .filter_map(|w| w.parse::<i32>().ok()),
