@@ -32,7 +32,7 @@ mod vdso;
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: ckpt-restore [--debug] [--test-vdso-mismatch] \
+const USAGE: &str = "usage: ckpt-restore [--debug] [--quiet] [--test-vdso-mismatch] \
                      [--map-path OLD=NEW]... [--set-env NAME=VALUE]... IMAGE...";
 
 /// The value of an option that takes one (`--opt V` or `--opt=V`).
@@ -58,6 +58,7 @@ fn value_of(
 
 fn main() {
     let mut debug = false;
+    let mut quiet = false;
     let mut opts = restore::Options::default();
     let mut images = Vec::new();
     // The test switch as an environment variable too, so that a test can
@@ -83,6 +84,7 @@ fn main() {
         }
         match a.to_str() {
             Some("--debug") => debug = true,
+            Some("--quiet") => quiet = true,
             Some("--test-vdso-mismatch") => opts.force_vdso_mismatch = true,
             Some("-h") | Some("--help") => {
                 println!("{USAGE}");
@@ -95,6 +97,8 @@ fn main() {
             _ => images.push(PathBuf::from(a)),
         }
     }
+    // SAFETY: isatty only reads the state of fd 2.
+    opts.progress = !quiet && unsafe { libc::isatty(2) } == 1;
     if images.is_empty() {
         eprintln!("ckpt-restore: no image given\n{USAGE}");
         std::process::exit(2);

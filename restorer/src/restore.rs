@@ -24,6 +24,62 @@ pub struct Options {
     pub force_vdso_mismatch: bool,
     /// `--set-env NAME=VALUE` changes (environ.rs).
     pub env: environ::EnvChanges,
+    /// Show progress on stderr (`--quiet` not given and stderr a terminal).
+    pub progress: bool,
+}
+
+/// Progress of the staging of an image's pages, on stderr.
+struct Progress {
+    on: bool,
+    name: String,
+    total: u64,
+    done: u64,
+    start: std::time::Instant,
+    shown: std::time::Instant,
+}
+
+impl Progress {
+    fn new(on: bool, img: &Image) -> Progress {
+        let now = std::time::Instant::now();
+        Progress {
+            on,
+            name: img
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            total: img.chunks.iter().map(|c| c.pages as u64 * PAGE).sum(),
+            done: 0,
+            start: now,
+            shown: now,
+        }
+    }
+
+    fn add(&mut self, bytes: u64) {
+        self.done += bytes;
+        if self.on && self.shown.elapsed() >= std::time::Duration::from_millis(100) {
+            self.shown = std::time::Instant::now();
+            eprint!("\r{}", self.line("restoring"));
+        }
+    }
+
+    fn line(&self, what: &str) -> String {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let secs = self.start.elapsed().as_secs_f64().max(1e-6);
+        format!(
+            "{what} {}: {:.1} of {:.1} MiB, {:.0} MiB/s",
+            self.name,
+            mib(self.done),
+            mib(self.total),
+            mib(self.done) / secs
+        )
+    }
+
+    fn finish(&self) {
+        if self.on {
+            eprintln!("\r{} in {:.2} s", self.line("restored"), self.start.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// Restart settings for the hand-off block, from the environment.
@@ -429,6 +485,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     let mut image_fd: Option<Result<std::fs::File, String>> = None;
     let mut mapped_pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); img.regions.len()];
     let mut nmapped_chunks = 0u64;
+    let mut progress = Progress::new(opts.progress, img);
     for (i, r) in img.regions.iter().enumerate() {
         match &mut places[i] {
             Place::Staged { staging } => {
@@ -484,6 +541,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
                     } else {
                         img.read_chunk(c, sys::hole_mut(st.start + off, bytes))?;
                     }
+                    progress.add(bytes);
                 }
                 *staging = st;
             }
@@ -543,6 +601,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     // The mappings keep the image file; its fd number must not outlive
     // staging (the program's fds are put in place later).
     drop(image_fd);
+    progress.finish();
 
     // vdso mismatch: redirect the old entry points, fix AT_SYSINFO_EHDR.
     let mut auxv = img.process.auxv.clone();

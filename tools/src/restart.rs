@@ -110,6 +110,9 @@ pub fn run(o: Opts) -> Result<i32> {
     for e in &o.set_env {
         cmd.arg("--set-env").arg(e);
     }
+    if o.target.quiet {
+        cmd.arg("--quiet");
+    }
     cmd.args(&images);
     set_env(&mut cmd, &o.target, port, o.ckpt_dir.as_deref())?;
     cmd.env_remove("LD_PRELOAD");
