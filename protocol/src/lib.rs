@@ -281,14 +281,20 @@ pub fn send<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), ProtocolEr
 }
 
 /// Reads one message; `Ok(None)` at a clean end of stream.
-pub fn recv<R: BufRead, T: for<'de> Deserialize<'de>>(r: &mut R) -> Result<Option<T>, ProtocolError> {
+pub fn recv<R: BufRead, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> Result<Option<T>, ProtocolError> {
     let mut line = Vec::new();
     let n = std::io::Read::take(&mut *r, MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
     if n == 0 {
         return Ok(None);
     }
     if line.last() != Some(&b'\n') {
-        return if line.len() > MAX_LINE { Err(ProtocolError::TooLong) } else { Err(ProtocolError::Closed) };
+        return if line.len() > MAX_LINE {
+            Err(ProtocolError::TooLong)
+        } else {
+            Err(ProtocolError::Closed)
+        };
     }
     Ok(Some(serde_json::from_slice(&line)?))
 }
@@ -305,9 +311,15 @@ mod tests {
         let got: ToCoordinator = recv(&mut &buf[..]).unwrap().unwrap();
         assert_eq!(got, msg);
         let long = vec![b'x'; MAX_LINE + 10];
-        assert!(matches!(recv::<_, ToCoordinator>(&mut &long[..]), Err(ProtocolError::TooLong)));
+        assert!(matches!(
+            recv::<_, ToCoordinator>(&mut &long[..]),
+            Err(ProtocolError::TooLong)
+        ));
         assert!(recv::<_, ToCoordinator>(&mut &b""[..]).unwrap().is_none());
-        assert!(matches!(recv::<_, ToCoordinator>(&mut &b"{}\n"[..]), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(
+            recv::<_, ToCoordinator>(&mut &b"{}\n"[..]),
+            Err(ProtocolError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -324,12 +336,19 @@ mod tests {
         .unwrap();
         assert!(!req.barrier);
         // An older peer ignores the new field.
-        let v = serde_json::to_value(CheckpointRequest { barrier: true, ..req }).unwrap();
+        let v = serde_json::to_value(CheckpointRequest {
+            barrier: true,
+            ..req
+        })
+        .unwrap();
         assert_eq!(v["barrier"], true);
         for m in [
             ToClient::Write { generation: 2 },
             ToClient::Release { generation: 2 },
-            ToClient::Resume { generation: 2, reason: "r".into() },
+            ToClient::Resume {
+                generation: 2,
+                reason: "r".into(),
+            },
         ] {
             let mut buf = Vec::new();
             send(&mut buf, &m).unwrap();

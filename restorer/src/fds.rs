@@ -436,9 +436,7 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
                     // another user, say) keep what the restart inherited,
                     // as they would without a redirection.
                     Err(err) if n <= 2 => {
-                        log::notice(&format!(
-                            "{err}; keeping the fd ckpt restart was given"
-                        ));
+                        log::notice(&format!("{err}; keeping the fd ckpt restart was given"));
                         continue;
                     }
                     Err(err) => return Err(err),
@@ -480,7 +478,9 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
             // private bits, and ADD always arms EPOLLERR | EPOLLHUP: it is
             // added first, alone, armed for everything, and fired once here
             // (when its file is ready at all) so it is disabled again.
-            let private = (libc::EPOLLONESHOT | libc::EPOLLET | libc::EPOLLWAKEUP | libc::EPOLLEXCLUSIVE) as u32;
+            let private =
+                (libc::EPOLLONESHOT | libc::EPOLLET | libc::EPOLLWAKEUP | libc::EPOLLEXCLUSIVE)
+                    as u32;
             let (disabled, armed): (Vec<_>, Vec<_>) =
                 entries.iter().partition(|r| r.events & !private == 0);
             for r in &disabled {

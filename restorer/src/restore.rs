@@ -77,7 +77,11 @@ impl Progress {
 
     fn finish(&self) {
         if self.on {
-            eprintln!("\r{} in {:.2} s", self.line("restored"), self.start.elapsed().as_secs_f64());
+            eprintln!(
+                "\r{} in {:.2} s",
+                self.line("restored"),
+                self.start.elapsed().as_secs_f64()
+            );
         }
     }
 }
@@ -507,9 +511,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
                     // the program touches it.
                     let mapped = match img.raw_file_offset(c) {
                         Some(file_off)
-                            if !r.shared
-                                && !r.grows_down
-                                && nmapped_chunks < MAX_MAPPED_CHUNKS =>
+                            if !r.shared && !r.grows_down && nmapped_chunks < MAX_MAPPED_CHUNKS =>
                         {
                             match image_fd.get_or_insert_with(|| img.open_fd()) {
                                 Ok(fd) => match sys::map_file_in_hole(

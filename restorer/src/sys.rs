@@ -379,7 +379,8 @@ pub fn timerfd(
         if ticks != 0 {
             // SAFETY: the kernel reads one u64 from `ticks`.
             check(
-                unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS as _, &ticks as *const u64) } as libc::c_long,
+                unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS as _, &ticks as *const u64) }
+                    as libc::c_long,
             )?;
         }
         Ok(())

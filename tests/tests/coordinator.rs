@@ -1250,10 +1250,13 @@ fn a_writer_without_the_barrier_is_checkpointed_on_its_own() {
     c.launch(&program("counter"), &[]);
     c.wait_lines(2, is_count, T);
     let img = c.checkpoint();
-    let log = std::fs::read_to_string(c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port)))
-        .unwrap();
+    let log =
+        std::fs::read_to_string(c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port))).unwrap();
     assert!(log.contains("checkpoint 1 complete"), "{log}");
-    assert!(!log.contains("barrier:"), "no barrier for an older writer:\n{log}");
+    assert!(
+        !log.contains("barrier:"),
+        "no barrier for an older writer:\n{log}"
+    );
     c.kill();
     c.restart(&img);
     c.wait_lines(2, is_count, T);
@@ -1264,9 +1267,15 @@ fn a_writer_without_the_barrier_is_checkpointed_on_its_own() {
     c.launch(&program("counter"), &[]);
     c.wait_lines(2, is_count, T);
     c.checkpoint();
-    let log = std::fs::read_to_string(c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port)))
-        .unwrap();
-    assert!(log.contains("checkpoint 1: barrier: all 1 process(es) suspended"), "{log}");
-    assert!(log.contains("checkpoint 1: barrier: all 1 process(es) captured"), "{log}");
+    let log =
+        std::fs::read_to_string(c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port))).unwrap();
+    assert!(
+        log.contains("checkpoint 1: barrier: all 1 process(es) suspended"),
+        "{log}"
+    );
+    assert!(
+        log.contains("checkpoint 1: barrier: all 1 process(es) captured"),
+        "{log}"
+    );
     c.kill();
 }

@@ -120,9 +120,17 @@ fn a_fast_pipeline_is_cut_at_one_moment_for_every_process() {
     let prog = program("pipeline").display().to_string();
     let dir = c.ckpt_dir.display().to_string();
     c.spawn(
-        ["launch", "--quiet", "--ckpt-dir", &dir, &prog, &stop, "fast"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "launch",
+            "--quiet",
+            "--ckpt-dir",
+            &dir,
+            &prog,
+            &stop,
+            "fast",
+        ]
+        .map(String::from)
+        .to_vec(),
     );
     c.wait_connected(3, T);
     consumer_reads(&mut c, 1);
@@ -148,8 +156,10 @@ fn a_fast_pipeline_is_cut_at_one_moment_for_every_process() {
         .expect("the coordinator's log");
     for g in 1..=3 {
         let at = |what: &str| {
-            log.find(&format!("checkpoint {g}: barrier: all 3 process(es) {what}"))
-                .unwrap_or_else(|| panic!("checkpoint {g}: no '{what}' line in\n{log}"))
+            log.find(&format!(
+                "checkpoint {g}: barrier: all 3 process(es) {what}"
+            ))
+            .unwrap_or_else(|| panic!("checkpoint {g}: no '{what}' line in\n{log}"))
         };
         assert!(at("suspended") < at("captured"), "{log}");
     }

@@ -67,5 +67,8 @@ fn every_thread_control_block_is_consistent_in_every_image() {
             checked += 1;
         }
     }
-    assert!(checked >= 80, "only {checked} thread control blocks checked");
+    assert!(
+        checked >= 80,
+        "only {checked} thread control blocks checked"
+    );
 }

@@ -148,10 +148,8 @@ fn local_images(list: &[ckpt_protocol::ProcessEntry]) -> Vec<std::path::PathBuf>
     list.iter()
         .filter(|p| p.info.host == here && !p.info.ckpt_dir.is_empty())
         .map(|p| {
-            Path::new(&p.info.ckpt_dir).join(format!(
-                "ckpt_{}_{}.ckpt",
-                p.info.program, p.info.unique_id
-            ))
+            Path::new(&p.info.ckpt_dir)
+                .join(format!("ckpt_{}_{}.ckpt", p.info.program, p.info.unique_id))
         })
         .collect()
 }

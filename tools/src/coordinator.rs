@@ -740,7 +740,9 @@ fn link_generation(sh: &Shared, generation: u64, images: &[ImageRec]) -> Vec<Ima
 /// Removes the generations older than the `keep` newest in `dirs`.
 fn prune_generations(sh: &Shared, generation: u64, dirs: &BTreeSet<PathBuf>) {
     for d in dirs {
-        let Ok(rd) = std::fs::read_dir(d) else { continue };
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name();
             let Some(g) = parse_generation_dir(&name.to_string_lossy()) else {

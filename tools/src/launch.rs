@@ -108,9 +108,7 @@ pub fn ensure_coordinator(t: &CoordTarget) -> Result<u16> {
             if !t.quiet {
                 eprintln!(
                     "ckpt: started a coordinator on port {p} (log: {})",
-                    t.tmpdir
-                        .join(format!("ckpt-coordinator-{p}.log"))
-                        .display()
+                    t.tmpdir.join(format!("ckpt-coordinator-{p}.log")).display()
                 );
             }
             Ok(p)

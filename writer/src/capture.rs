@@ -466,8 +466,8 @@ pub fn zombies() -> Vec<Zombie> {
     // getdents64, not read_dir: libc's opendir would call the program's
     // malloc during a checkpoint.
     for tid in crate::sys::numeric_entries(c"/proc/self/task") {
-        let list = std::fs::read_to_string(format!("/proc/self/task/{tid}/children"))
-            .unwrap_or_default();
+        let list =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/children")).unwrap_or_default();
         pids.extend(
             list.split_whitespace()
                 .filter_map(|w| w.parse::<i32>().ok()),

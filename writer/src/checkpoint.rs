@@ -206,7 +206,10 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) ->
         suspend::release_all();
         return Outcome::Failed(e);
     }
-    crate::debug!("barrier: all suspended after {} us", t0.elapsed().as_micros());
+    crate::debug!(
+        "barrier: all suspended after {} us",
+        t0.elapsed().as_micros()
+    );
     let nw = compress::NWORKERS.load(Ordering::Acquire);
     compress::command(compress::CMD_SAVE);
     if !compress::wait_ack(5000) {
@@ -275,7 +278,10 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) ->
     // Nobody runs again before every process has read its pipes' contents
     // and its memory.
     barrier.captured();
-    crate::debug!("barrier: all captured after {} us", t0.elapsed().as_micros());
+    crate::debug!(
+        "barrier: all captured after {} us",
+        t0.elapsed().as_micros()
+    );
     suspend::release_all();
     crate::debug!("threads released after {} us", t0.elapsed().as_micros());
     let out = match r {

@@ -259,7 +259,10 @@ pub fn set_computation_id(hex: &str) {
         return;
     }
     for (i, o) in out.iter_mut().enumerate() {
-        match hex.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()) {
+        match hex
+            .get(2 * i..2 * i + 2)
+            .and_then(|b| u8::from_str_radix(b, 16).ok())
+        {
             Some(b) => *o = b,
             None => return,
         }

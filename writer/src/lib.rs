@@ -242,21 +242,32 @@ impl CoordBarrier<'_, '_> {
         let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
         let word = loop {
             match ckpt_protocol::recv::<_, ToClient>(&mut *self.r) {
-                Ok(Some(ToClient::Write { generation })) if write && generation == self.generation => {
+                Ok(Some(ToClient::Write { generation }))
+                    if write && generation == self.generation =>
+                {
                     break BarrierWord::Go
                 }
-                Ok(Some(ToClient::Release { generation })) if !write && generation == self.generation => {
+                Ok(Some(ToClient::Release { generation }))
+                    if !write && generation == self.generation =>
+                {
                     break BarrierWord::Go
                 }
-                Ok(Some(ToClient::Resume { generation, reason })) if generation == self.generation => {
+                Ok(Some(ToClient::Resume { generation, reason }))
+                    if generation == self.generation =>
+                {
                     break BarrierWord::Abandoned(reason)
                 }
                 Ok(Some(ToClient::Kill)) => {
-                    log!("killed by the coordinator during checkpoint {}", self.generation);
+                    log!(
+                        "killed by the coordinator during checkpoint {}",
+                        self.generation
+                    );
                     sys::exit_group(EXIT_KILLED);
                 }
                 Ok(Some(_)) => {}
-                Ok(None) => break BarrierWord::Lost("the coordinator closed the connection".into()),
+                Ok(None) => {
+                    break BarrierWord::Lost("the coordinator closed the connection".into())
+                }
                 Err(e) => break BarrierWord::Lost(format!("coordinator: {e}")),
             }
         };
@@ -267,21 +278,32 @@ impl CoordBarrier<'_, '_> {
 
 impl checkpoint::Barrier for CoordBarrier<'_, '_> {
     fn suspended(&mut self) -> Result<(), String> {
-        let msg = ToCoordinator::Suspended { generation: self.generation };
+        let msg = ToCoordinator::Suspended {
+            generation: self.generation,
+        };
         match self.exchange(&msg, true) {
             BarrierWord::Go => Ok(()),
-            BarrierWord::Abandoned(reason) => Err(format!("abandoned by the coordinator: {reason}")),
+            BarrierWord::Abandoned(reason) => {
+                Err(format!("abandoned by the coordinator: {reason}"))
+            }
             BarrierWord::Lost(e) => Err(format!("at the suspend barrier: {e}")),
         }
     }
 
     fn captured(&mut self) {
-        let msg = ToCoordinator::Captured { generation: self.generation };
+        let msg = ToCoordinator::Captured {
+            generation: self.generation,
+        };
         match self.exchange(&msg, false) {
             BarrierWord::Go => {}
             // Nothing is left to wait for: the threads run again.
-            BarrierWord::Abandoned(reason) => log!("checkpoint {}: released early: {reason}", self.generation),
-            BarrierWord::Lost(e) => log!("checkpoint {}: released without the barrier: {e}", self.generation),
+            BarrierWord::Abandoned(reason) => {
+                log!("checkpoint {}: released early: {reason}", self.generation)
+            }
+            BarrierWord::Lost(e) => log!(
+                "checkpoint {}: released without the barrier: {e}",
+                self.generation
+            ),
         }
     }
 }
@@ -305,7 +327,10 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
             restarted_from: restored,
             last_generation,
             computation_id: if last_generation > 0 {
-                cfg.computation_id.iter().map(|b| format!("{b:02x}")).collect()
+                cfg.computation_id
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
             } else {
                 String::new()
             },

@@ -60,7 +60,6 @@ pub struct RepackOptions {
     pub by_reference: bool,
 }
 
-
 /// What `repack` did (the `--json` summary, schema `ckpt-repack/1`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RepackSummary {
