@@ -533,6 +533,20 @@ impl Computation {
 
     /// A blocking checkpoint; returns the image path.
     pub fn checkpoint(&self) -> PathBuf {
+        self.bc_images().remove(0)
+    }
+
+    /// `ckpt command bc --json`: the images of the computation's `n`
+    /// processes, each checked to exist.
+    pub fn checkpoint_all(&self, n: usize) -> Vec<PathBuf> {
+        let images = self.bc_images();
+        assert_eq!(images.len(), n, "one image per process: {images:?}");
+        images
+    }
+
+    /// `ckpt command bc --json`: its images (at least one), each checked
+    /// to exist.
+    fn bc_images(&self) -> Vec<PathBuf> {
         let out = self.command(&["bc", "--json"]);
         assert!(
             out.status.success(),
@@ -543,12 +557,17 @@ impl Computation {
             self.diagnostics()
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bc --json output");
-        let img = v["checkpointed"]["images"][0]
-            .as_str()
-            .expect("an image path");
-        let img = PathBuf::from(img);
-        assert!(img.exists(), "image {} does not exist", img.display());
-        img
+        let images: Vec<PathBuf> = v["checkpointed"]["images"]
+            .as_array()
+            .expect("an image list")
+            .iter()
+            .map(|i| PathBuf::from(i.as_str().expect("an image path")))
+            .collect();
+        assert!(!images.is_empty(), "bc named no image: {v}");
+        for i in &images {
+            assert!(i.exists(), "image {} does not exist", i.display());
+        }
+        images
     }
 
     /// Kills the process with SIGKILL (its whole process group), and makes

@@ -6,7 +6,6 @@
 
 use ckpt_tests::{is_root, program, Computation};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,30 +41,6 @@ fn every_role_ticks(c: &mut Computation) -> BTreeMap<String, Ids> {
         seen.insert(role, ids);
     }
     seen
-}
-
-/// `ckpt command bc --json`: the images of every process.
-fn checkpoint_all(c: &Computation) -> Vec<PathBuf> {
-    let out = c.command(&["bc", "--json"]);
-    assert!(
-        out.status.success(),
-        "checkpoint failed: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        c.diagnostics()
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bc --json output");
-    let images: Vec<PathBuf> = v["checkpointed"]["images"]
-        .as_array()
-        .expect("an image list")
-        .iter()
-        .map(|i| PathBuf::from(i.as_str().unwrap()))
-        .collect();
-    assert_eq!(images.len(), 4, "one image per process: {images:?}");
-    for i in &images {
-        assert!(i.exists(), "{} does not exist", i.display());
-    }
-    images
 }
 
 #[test]
@@ -126,7 +101,7 @@ fn story(c: &mut Computation) {
     assert_eq!(at_launch["child2"].ppid, parent, "{at_launch:?}");
     assert_eq!(at_launch["grandchild"].ppid, at_launch["child1"].pid);
 
-    let images = checkpoint_all(c);
+    let images = c.checkpoint_all(4);
     every_role_ticks(c);
     c.kill();
 
@@ -155,7 +130,7 @@ fn story(c: &mut Computation) {
         );
     }
 
-    checkpoint_all(c);
+    c.checkpoint_all(4);
     every_role_ticks(c);
     c.kill();
 

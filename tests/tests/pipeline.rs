@@ -9,7 +9,6 @@
 //! never see its end-of-file).
 
 use ckpt_tests::{program, Computation};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -32,27 +31,6 @@ fn consumer_reads(c: &mut Computation, n: usize) -> (u64, i64) {
     last
 }
 
-/// `ckpt command bc --json`: the images of the three processes.
-fn checkpoint_all(c: &Computation) -> Vec<PathBuf> {
-    let out = c.command(&["bc", "--json"]);
-    assert!(
-        out.status.success(),
-        "checkpoint failed: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        c.diagnostics()
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bc --json output");
-    let images: Vec<PathBuf> = v["checkpointed"]["images"]
-        .as_array()
-        .expect("an image list")
-        .iter()
-        .map(|i| PathBuf::from(i.as_str().unwrap()))
-        .collect();
-    assert_eq!(images.len(), 3, "one image per process: {images:?}");
-    images
-}
-
 #[test]
 fn a_pipe_between_two_processes_loses_and_doubles_nothing() {
     let mut c = Computation::new("pipeline");
@@ -69,7 +47,7 @@ fn a_pipe_between_two_processes_loses_and_doubles_nothing() {
     let (_, queued) = consumer_reads(&mut c, 3);
     assert!(queued > 0, "bytes are waiting in the pipe: {queued}");
 
-    let images = checkpoint_all(&c);
+    let images = c.checkpoint_all(3);
     consumer_reads(&mut c, 2);
     c.kill();
 
@@ -81,7 +59,7 @@ fn a_pipe_between_two_processes_loses_and_doubles_nothing() {
     let (_, queued) = consumer_reads(&mut c, 3);
     assert!(queued > 0, "the producer fills the pipe again: {queued}");
 
-    checkpoint_all(&c);
+    c.checkpoint_all(3);
     consumer_reads(&mut c, 2);
     c.kill();
 
@@ -135,7 +113,7 @@ fn a_fast_pipeline_is_cut_at_one_moment_for_every_process() {
     c.wait_connected(3, T);
     consumer_reads(&mut c, 1);
     for round in 1..=3 {
-        let images = checkpoint_all(&c);
+        let images = c.checkpoint_all(3);
         consumer_reads(&mut c, 1);
         c.kill();
         let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
