@@ -27,3 +27,36 @@ fn signals_without_checkpoint() {
     let v = c.verdict(Duration::from_secs(30));
     assert!(v.starts_with("VERDICT OK"), "{v}");
 }
+
+/// `ckpt image inspect` shows the signal state: handlers with their flags
+/// and masks, and queued realtime signals with their values.
+#[test]
+fn inspect_shows_handler_flags_masks_and_queued_values() {
+    let mut c = Computation::new("signals-inspect");
+    let stop = c.stop_file().display().to_string();
+    c.launch(&program("signals"), &[&stop]);
+    c.wait_lines(2, |l: &str| l.starts_with("tick"), Duration::from_secs(30));
+    let image = c.checkpoint();
+    let out = std::process::Command::new(ckpt_tests::ckpt())
+        .args(["image", "inspect"])
+        .arg(&image)
+        .output()
+        .expect("ckpt image inspect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let signals = text
+        .lines()
+        .find(|l| l.starts_with("signals "))
+        .unwrap_or_else(|| panic!("no signals line:\n{text}"));
+    assert!(
+        signals.contains("SIGUSR1 -> 0x")
+            && signals.contains("[SA_SIGINFO|SA_RESTART, mask SIGUSR2]"),
+        "{signals}"
+    );
+    let pending = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("pending "))
+        .unwrap_or_else(|| panic!("no pending line:\n{text}"));
+    for v in ["(value 1)", "(value 2)", "(value 3)"] {
+        assert!(pending.contains(v), "{v} not in {pending}");
+    }
+}

@@ -547,7 +547,7 @@ pub fn render(img: &MappedImage, name: &str) -> String {
             .filter(|(_, a)| a.handler != 0)
             .map(|(i, a)| match a.handler {
                 1 => format!("{} ignored", signame(i as i32 + 1)),
-                h => format!("{} -> {h:#x}", signame(i as i32 + 1)),
+                h => format!("{} -> {h:#x}{}", signame(i as i32 + 1), sa_details(a)),
             })
             .collect();
         let _ = writeln!(
@@ -565,7 +565,7 @@ pub fn render(img: &MappedImage, name: &str) -> String {
                 "  pending    {}",
                 s.pending
                     .iter()
-                    .map(|p| signame(p.signo))
+                    .map(pending_signal)
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -738,4 +738,48 @@ pub fn to_json(img: &MappedImage, name: &str) -> Value {
             .into();
     }
     v
+}
+
+/// ` [SA_SIGINFO|SA_RESTART, mask SIGUSR2]` for a handler's flags and
+/// mask (nothing when both are empty).
+fn sa_details(a: &ckpt_format::SigAction) -> String {
+    const FLAGS: [(u64, &str); 6] = [
+        (0x4, "SA_SIGINFO"),
+        (0x0800_0000, "SA_ONSTACK"),
+        (0x1000_0000, "SA_RESTART"),
+        (0x4000_0000, "SA_NODEFER"),
+        (0x8000_0000, "SA_RESETHAND"),
+        (0x1, "SA_NOCLDSTOP"),
+    ];
+    let mut parts: Vec<String> = Vec::new();
+    let flags: Vec<&str> = FLAGS
+        .iter()
+        .filter(|(bit, _)| a.flags & bit != 0)
+        .map(|&(_, name)| name)
+        .collect();
+    if !flags.is_empty() {
+        parts.push(flags.join("|"));
+    }
+    let mask: Vec<String> = (1..=64)
+        .filter(|n| a.mask & (1u64 << (n - 1)) != 0)
+        .map(signame)
+        .collect();
+    if !mask.is_empty() {
+        parts.push(format!("mask {}", mask.join("|")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", parts.join(", "))
+    }
+}
+
+/// A pending signal, with its value when it was queued (`SI_QUEUE`).
+fn pending_signal(p: &ckpt_format::PendingSignal) -> String {
+    const SI_QUEUE: i32 = -1;
+    if p.code == SI_QUEUE {
+        format!("{} (value {})", signame(p.signo), p.value as i64)
+    } else {
+        signame(p.signo)
+    }
 }
