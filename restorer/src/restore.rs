@@ -30,7 +30,8 @@ pub struct Options {
 
 /// Progress of the staging of an image's pages, on stderr.
 struct Progress {
-    on: bool,
+    /// Where it goes (a duplicate of the restart's stderr); None: nowhere.
+    console: Option<i32>,
     name: String,
     total: u64,
     done: u64,
@@ -39,10 +40,10 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(on: bool, img: &Image) -> Progress {
+    fn new(console: Option<i32>, img: &Image) -> Progress {
         let now = std::time::Instant::now();
         Progress {
-            on,
+            console,
             name: img
                 .path
                 .file_name()
@@ -57,9 +58,9 @@ impl Progress {
 
     fn add(&mut self, bytes: u64) {
         self.done += bytes;
-        if self.on && self.shown.elapsed() >= std::time::Duration::from_millis(100) {
+        if self.shown.elapsed() >= std::time::Duration::from_millis(100) {
             self.shown = std::time::Instant::now();
-            eprint!("\r{}", self.line("restoring"));
+            self.say(&format!("\r{}", self.line("restoring")));
         }
     }
 
@@ -76,12 +77,14 @@ impl Progress {
     }
 
     fn finish(&self) {
-        if self.on {
-            eprintln!(
-                "\r{} in {:.2} s",
-                self.line("restored"),
-                self.start.elapsed().as_secs_f64()
-            );
+        let secs = self.start.elapsed().as_secs_f64();
+        self.say(&format!("\r{} in {secs:.2} s\n", self.line("restored")));
+    }
+
+    fn say(&self, text: &str) {
+        if let Some(fd) = self.console {
+            // Best effort: a closed terminal does not stop a restart.
+            let _ = sys::write_all(fd, text.as_bytes());
         }
     }
 }
@@ -331,6 +334,14 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
         ));
     }
     procstate::basics(p);
+    // Progress goes to the stderr `ckpt restart` was given, whatever the
+    // image's fd 2 becomes (a log file it was redirected to, say).
+    let console = if opts.progress {
+        let top = img.fds.iter().map(|e| e.fd.0).max().unwrap_or(2).max(2);
+        sys::dup_at_least(2, top + 1).ok()
+    } else {
+        None
+    };
     let kept_fds = fds::restore(img).map_err(|e| e.to_string())?;
     if let Some(s) = &img.signals {
         procstate::sigactions(s);
@@ -489,7 +500,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     let mut image_fd: Option<Result<std::fs::File, String>> = None;
     let mut mapped_pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); img.regions.len()];
     let mut nmapped_chunks = 0u64;
-    let mut progress = Progress::new(opts.progress, img);
+    let mut progress = Progress::new(console, img);
     for (i, r) in img.regions.iter().enumerate() {
         match &mut places[i] {
             Place::Staged { staging } => {
@@ -604,6 +615,9 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     // staging (the program's fds are put in place later).
     drop(image_fd);
     progress.finish();
+    if let Some(fd) = console {
+        sys::close(fd);
+    }
 
     // vdso mismatch: redirect the old entry points, fix AT_SYSINFO_EHDR.
     let mut auxv = img.process.auxv.clone();
