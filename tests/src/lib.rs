@@ -390,6 +390,12 @@ impl Computation {
 
     /// `ckpt launch PROGRAM ARGS...`; waits until the process is connected.
     pub fn launch(&mut self, program: &Path, args: &[&str]) {
+        self.launch_tree(program, args, 1);
+    }
+
+    /// `ckpt launch PROGRAM ARGS...` of a program that forks: waits until
+    /// `processes` processes are connected.
+    pub fn launch_tree(&mut self, program: &Path, args: &[&str], processes: usize) {
         let mut a = vec![
             "launch".to_string(),
             "--quiet".into(),
@@ -399,7 +405,7 @@ impl Computation {
         a.push(program.display().to_string());
         a.extend(args.iter().map(|s| s.to_string()));
         self.spawn(a);
-        self.wait_connected(1, Duration::from_secs(20));
+        self.wait_connected(processes, Duration::from_secs(20));
     }
 
     /// `ckpt restart IMAGE`; waits until the process is connected.
@@ -690,4 +696,56 @@ pub fn is_root() -> bool {
         .output()
         .map(|o| o.stdout.trim_ascii() == b"0")
         .unwrap_or(false)
+}
+
+/// A computation whose commands all run as the unprivileged user nobody
+/// (uid and gid 65534, through setpriv), its directory given to nobody;
+/// None (and the reason on stderr) when not root or setpriv is missing.
+pub fn as_nobody(tag: &str) -> Option<Computation> {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch to an unprivileged user (setpriv)");
+        return None;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return None;
+    }
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ]
+    .map(String::from)
+    .to_vec();
+    // The coordinator's runtime directory must belong to nobody before it starts.
+    Some(Computation::with_wrapper_prepared(tag, wrapper, |dir| {
+        Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(dir)
+            .status()
+            .expect("chown");
+        Command::new("chmod")
+            .arg("a+rx")
+            .arg(dir.parent().expect("a parent directory"))
+            .status()
+            .expect("chmod");
+    }))
+}
+
+/// `ckpt image inspect [ARGS...] IMAGE`: its standard output.
+pub fn inspect(image: &Path, args: &[&str]) -> String {
+    let out = Command::new(ckpt())
+        .args(["image", "inspect"])
+        .args(args)
+        .arg(image)
+        .output()
+        .expect("ckpt image inspect");
+    assert!(
+        out.status.success(),
+        "ckpt image inspect {}: {out:?}",
+        image.display()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

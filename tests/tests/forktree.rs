@@ -4,9 +4,8 @@
 //! manifest → verdict: every process keeps its pid and its parent, and
 //! the parent reaps its children with their exit statuses.
 
-use ckpt_tests::{is_root, program, Computation};
+use ckpt_tests::{program, Computation};
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -52,49 +51,17 @@ fn fork_tree_keeps_pids_parents_and_exit_statuses() {
 /// The same as an unprivileged user (the restart makes a user namespace).
 #[test]
 fn fork_tree_as_nobody() {
-    if !is_root() {
-        eprintln!("skipped: needs root to switch to an unprivileged user (setpriv)");
+    let Some(mut c) = ckpt_tests::as_nobody("forktree-nobody") else {
         return;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped: setpriv (util-linux) is not installed");
-        return;
-    }
-    let wrapper: Vec<String> = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut c = Computation::with_wrapper_prepared("forktree-nobody", wrapper, |dir| {
-        Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        Command::new("chmod")
-            .arg("a+rx")
-            .arg(dir.parent().unwrap())
-            .status()
-            .unwrap();
-    });
+    };
     story(&mut c);
 }
 
 /// launch → bc → kill → restart IMAGES → bc → kill → restart (manifest) → verdict.
 fn story(c: &mut Computation) {
     let stop = c.stop_file().display().to_string();
-    let prog = program("forktree").display().to_string();
+    c.launch_tree(&program("forktree"), &[&stop], 4);
     let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["launch", "--quiet", "--ckpt-dir", &dir, &prog, &stop]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(4, T);
     let at_launch = every_role_ticks(c);
     let parent = at_launch["parent"].pid;
     assert_eq!(at_launch["child1"].ppid, parent, "{at_launch:?}");

@@ -35,14 +35,8 @@ fn consumer_reads(c: &mut Computation, n: usize) -> (u64, i64) {
 fn a_pipe_between_two_processes_loses_and_doubles_nothing() {
     let mut c = Computation::new("pipeline");
     let stop = c.stop_file().display().to_string();
-    let prog = program("pipeline").display().to_string();
+    c.launch_tree(&program("pipeline"), &[&stop], 3);
     let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["launch", "--quiet", "--ckpt-dir", &dir, &prog, &stop]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(3, T);
     // The producer outruns the consumer: the pipe holds bytes.
     let (_, queued) = consumer_reads(&mut c, 3);
     assert!(queued > 0, "bytes are waiting in the pipe: {queued}");

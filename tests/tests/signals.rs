@@ -37,12 +37,7 @@ fn inspect_shows_handler_flags_masks_and_queued_values() {
     c.launch(&program("signals"), &[&stop]);
     c.wait_lines(2, |l: &str| l.starts_with("tick"), Duration::from_secs(30));
     let image = c.checkpoint();
-    let out = std::process::Command::new(ckpt_tests::ckpt())
-        .args(["image", "inspect"])
-        .arg(&image)
-        .output()
-        .expect("ckpt image inspect");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ckpt_tests::inspect(&image, &[]);
     let signals = text
         .lines()
         .find(|l| l.starts_with("signals "))

@@ -25,12 +25,8 @@ fn u64_at(image: &std::path::Path, addr: u64) -> u64 {
 }
 
 fn fs_bases(image: &std::path::Path) -> Vec<(i64, String, u64)> {
-    let out = Command::new(ckpt())
-        .args(["image", "inspect", "--json"])
-        .arg(image)
-        .output()
-        .expect("ckpt image inspect");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+    let v: serde_json::Value =
+        serde_json::from_str(&ckpt_tests::inspect(image, &["--json"])).expect("inspect --json");
     v["threads"]
         .as_array()
         .expect("threads")

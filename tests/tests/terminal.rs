@@ -151,15 +151,8 @@ fn stop(c: &mut Computation, tmux: &Tmux, w: u32) {
     tmux.wait_for(w, "status=75");
 }
 
-/// `ckpt image inspect IMAGE`.
 fn inspect(image: &Path) -> String {
-    let out = Command::new(ckpt())
-        .args(["image", "inspect"])
-        .arg(image)
-        .output()
-        .expect("ckpt image inspect");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ckpt_tests::inspect(image, &[])
 }
 
 fn has_tmux() -> bool {

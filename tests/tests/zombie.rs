@@ -36,13 +36,7 @@ fn is_zombie(pid: i32) -> bool {
 fn unreaped_children_are_zombies_again_after_a_restart() {
     let mut c = Computation::new("zombie");
     let stop = c.stop_file().display().to_string();
-    let prog = program("zombie").display().to_string();
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["launch", "--quiet", "--ckpt-dir", &dir, &prog, &stop]
-            .map(String::from)
-            .to_vec(),
-    );
+    c.launch_tree(&program("zombie"), &[&stop], 1);
     let line = c.wait_for_line(|l| l.starts_with("zombies "), T);
     let pids = zombie_pids(&line);
     assert_eq!(pids.len(), 2, "{line}");
@@ -51,13 +45,7 @@ fn unreaped_children_are_zombies_again_after_a_restart() {
     c.wait_connected(1, T);
 
     let first = c.checkpoint();
-    let out = std::process::Command::new(ckpt_tests::ckpt())
-        .args(["image", "inspect"])
-        .arg(&first)
-        .output()
-        .unwrap();
-    let inspect = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{inspect}");
+    let inspect = ckpt_tests::inspect(&first, &[]);
     assert!(inspect.contains("ZOMBIES"), "{inspect}");
     c.wait_lines(1, is_tick, T);
     c.kill();
