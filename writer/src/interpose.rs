@@ -8,6 +8,14 @@
 //! signalfd; and inotify_add_watch, whose path is recorded (inotify.rs).
 //! Not covered (documented in doc/design.md): the masks of
 //! ppoll/pselect/epoll_pwait (hot calls) and raw syscalls.
+//!
+//! Processes: glibc's fork runs the writer's pthread_atfork handlers, but
+//! a clone used as fork (`syscall(SYS_clone, SIGCHLD, ...)`, clone3, or
+//! glibc's `clone()` without CLONE_VM) runs none, and its child would be a
+//! copy of the writer with no checkpoint thread, never connected: those
+//! entry points are interposed and run the same handlers around the call.
+//! A clone made by an inline `syscall` instruction cannot be seen; such a
+//! child is reported as not under checkpoint control (tree.rs).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,6 +31,8 @@ static REAL_SIGWAITINFO: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGTIMEDWAIT: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNALFD: AtomicUsize = AtomicUsize::new(0);
 static REAL_INOTIFY_ADD_WATCH: AtomicUsize = AtomicUsize::new(0);
+static REAL_SYSCALL: AtomicUsize = AtomicUsize::new(0);
+static REAL_CLONE: AtomicUsize = AtomicUsize::new(0);
 
 fn resolve(cache: &AtomicUsize, name: &[u8]) -> usize {
     let mut f = cache.load(Ordering::Relaxed);
@@ -44,6 +54,24 @@ type SigtimedwaitFn =
     unsafe extern "C" fn(*const libc::sigset_t, *mut libc::siginfo_t, *const libc::timespec) -> i32;
 type SignalfdFn = unsafe extern "C" fn(i32, *const libc::sigset_t, i32) -> i32;
 type InotifyAddWatchFn = unsafe extern "C" fn(i32, *const libc::c_char, u32) -> i32;
+type SyscallFn = unsafe extern "C" fn(
+    libc::c_long,
+    libc::c_long,
+    libc::c_long,
+    libc::c_long,
+    libc::c_long,
+    libc::c_long,
+    libc::c_long,
+) -> libc::c_long;
+type CloneFn = unsafe extern "C" fn(
+    extern "C" fn(*mut libc::c_void) -> i32,
+    *mut libc::c_void,
+    i32,
+    *mut libc::c_void,
+    *mut libc::pid_t,
+    *mut libc::c_void,
+    *mut libc::pid_t,
+) -> i32;
 
 fn is_ckpt(sig: i32) -> bool {
     sig == SIGNO.load(Ordering::Relaxed)
@@ -296,6 +324,130 @@ extern "C" fn fork_child() {
     );
 }
 
+/// Whether clone `flags` make a new process with a copy of this one's
+/// memory (what fork does), rather than a thread or a vfork-like child
+/// sharing it.
+fn fork_like(flags: u64) -> bool {
+    flags & (libc::CLONE_VM | libc::CLONE_THREAD) as u64 == 0
+}
+
+/// Runs `call` (a clone used as fork) between the fork handlers: the
+/// child starts its writer as a forked child does. errno is the call's.
+fn around_fork(call: impl FnOnce() -> libc::c_long) -> libc::c_long {
+    fork_prepare();
+    let r = call();
+    let saved = std::io::Error::last_os_error().raw_os_error();
+    if r == 0 {
+        fork_child();
+    } else {
+        fork_parent();
+    }
+    if let Some(e) = saved {
+        // SAFETY: errno is thread-local; giving back the call's value.
+        unsafe { *libc::__errno_location() = e };
+    }
+    r
+}
+
+/// libc's `syscall()`: clone, clone3 and fork made through it get the
+/// fork handlers (the child returns here on the parent's stack, so only
+/// a clone without a new stack is fork-like). Everything else goes
+/// straight through. Declared with its six arguments: on x86-64 a
+/// variadic caller passes them where a fixed-argument callee reads them.
+///
+/// # Safety
+/// Same contract as syscall(2).
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    n: libc::c_long,
+    a1: libc::c_long,
+    a2: libc::c_long,
+    a3: libc::c_long,
+    a4: libc::c_long,
+    a5: libc::c_long,
+    a6: libc::c_long,
+) -> libc::c_long {
+    let f = resolve(&REAL_SYSCALL, b"syscall\0");
+    // SAFETY: libc's syscall.
+    let real = unsafe { std::mem::transmute::<usize, SyscallFn>(f) };
+    let fork = match n {
+        libc::SYS_fork => true,
+        libc::SYS_clone => fork_like(a1 as u64) && a2 == 0,
+        libc::SYS_clone3 if a1 != 0 && a2 >= 48 => {
+            // SAFETY: the caller's struct clone_args, at least 48 bytes:
+            // flags at offset 0, stack at offset 40.
+            let (flags, stack) = unsafe {
+                let p = a1 as *const u64;
+                (
+                    std::ptr::read_unaligned(p),
+                    std::ptr::read_unaligned(p.add(5)),
+                )
+            };
+            fork_like(flags) && stack == 0
+        }
+        _ => false,
+    };
+    if !fork {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real(n, a1, a2, a3, a4, a5, a6) };
+    }
+    // SAFETY: forwarding the caller's arguments.
+    around_fork(|| unsafe { real(n, a1, a2, a3, a4, a5, a6) })
+}
+
+/// What the child of an interposed fork-like `clone()` runs first.
+#[repr(C)]
+struct CloneStart {
+    func: extern "C" fn(*mut libc::c_void) -> i32,
+    arg: *mut libc::c_void,
+}
+
+extern "C" fn clone_child(p: *mut libc::c_void) -> i32 {
+    // SAFETY: p is the CloneStart on the cloning thread's stack, which the
+    // child has a copy of (no CLONE_VM).
+    let start = unsafe { std::ptr::read(p as *const CloneStart) };
+    fork_child();
+    (start.func)(start.arg)
+}
+
+/// glibc's `clone()`: without CLONE_VM or CLONE_THREAD, the child starts
+/// its writer before running `func` (and the parent's locks are taken
+/// around the call, as for fork). The three optional arguments are
+/// declared: a variadic caller passes them where they are read.
+///
+/// # Safety
+/// Same contract as clone(2).
+#[no_mangle]
+pub unsafe extern "C" fn clone(
+    func: extern "C" fn(*mut libc::c_void) -> i32,
+    stack: *mut libc::c_void,
+    flags: i32,
+    arg: *mut libc::c_void,
+    ptid: *mut libc::pid_t,
+    tls: *mut libc::c_void,
+    ctid: *mut libc::pid_t,
+) -> i32 {
+    let f = resolve(&REAL_CLONE, b"clone\0");
+    // SAFETY: libc's clone.
+    let real = unsafe { std::mem::transmute::<usize, CloneFn>(f) };
+    if !fork_like(flags as u32 as u64) {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real(func, stack, flags, arg, ptid, tls, ctid) };
+    }
+    let mut start = CloneStart { func, arg };
+    let p = &mut start as *mut CloneStart as *mut libc::c_void;
+    fork_prepare();
+    // SAFETY: forwarding the caller's arguments, with our start routine.
+    let r = unsafe { real(clone_child, stack, flags, p, ptid, tls, ctid) };
+    let saved = std::io::Error::last_os_error().raw_os_error();
+    fork_parent();
+    if let Some(e) = saved {
+        // SAFETY: errno is thread-local; giving back the call's value.
+        unsafe { *libc::__errno_location() = e };
+    }
+    r
+}
+
 pub fn init() {
     resolve(&REAL_SIGACTION, b"sigaction\0");
     resolve(&REAL_SIGNAL, b"signal\0");
@@ -307,6 +459,8 @@ pub fn init() {
     resolve(&REAL_SIGTIMEDWAIT, b"sigtimedwait\0");
     resolve(&REAL_SIGNALFD, b"signalfd\0");
     resolve(&REAL_INOTIFY_ADD_WATCH, b"inotify_add_watch\0");
+    resolve(&REAL_SYSCALL, b"syscall\0");
+    resolve(&REAL_CLONE, b"clone\0");
     // SAFETY: registering plain extern "C" handlers.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
 }
