@@ -25,7 +25,7 @@ import zlib
 # §2, §7
 MAGIC = b"\x89CKPT\r\n\x1a"
 TRAILER_MAGIC = b"CKPTTRLR"
-READER_MAJOR, READER_MINOR = 1, 2
+READER_MAJOR, READER_MINOR = 1, 3
 
 # §3.3
 KINDS = {
@@ -41,9 +41,11 @@ KINDS = {
     0x000A: "PID_TABLE",
     0x000B: "SOCKET_PEER",
     0x000C: "ZOMBIES",
+    0x000D: "SHARED_MEMORY",
     0x00FF: "INDEX",
 }
-ONCE = {"HEADER", "PROCESS", "SIGNALS", "TIMERS", "RLIMITS", "PID_TABLE", "ZOMBIES"}
+ONCE = {"HEADER", "PROCESS", "SIGNALS", "TIMERS", "RLIMITS", "PID_TABLE", "ZOMBIES",
+        "SHARED_MEMORY"}
 CRITICAL, SAFE_TO_COPY = 0x0001, 0x0002
 
 # §8.1
@@ -63,6 +65,7 @@ MAX_PAGES_PAYLOAD = 32 + 65536 + MAX_CHUNK_BYTES + MAX_CHUNK_BYTES // 128 + 4096
 assert MAX_PAGES_PAYLOAD == 270602272  # the value §8.1 states
 
 # §4.4, §4.5
+SHM_OBJECTS = ["anonymous", "posix_shm", "memfd", "sysv"]
 REGION_KINDS = ["anon", "heap", "stack", "file", "shm", "vdso", "vvar", "vvar_vclock", "vsyscall"]
 STORAGE = ["embedded", "by_reference"]
 FD_KINDS = [
@@ -351,10 +354,19 @@ def zombies(p):
     return p.list(lambda: {"pid": p.i32(), "status": p.i32()})
 
 
+def shared_memory(p):
+    # §4.12, since 1.3
+    if p.minor < 3:
+        raise Invalid(p.base, "SHARED_MEMORY",
+                      f"SHARED_MEMORY in a 1.{p.minor} image (it needs 1.3)")
+    return p.list(lambda: {"start": p.u64(), "object": p.tag(SHM_OBJECTS), "dev": p.u64(),
+                           "inode": p.u64(), "size": p.u64(), "offset": p.u64()})
+
+
 DECODERS = {
     "HEADER": header, "PROCESS": process, "THREAD": thread, "REGION": region, "FD": fd,
     "SIGNALS": signals, "TIMERS": timers, "RLIMITS": rlimits, "PID_TABLE": pid_table,
-    "SOCKET_PEER": socket_peer, "ZOMBIES": zombies,
+    "SOCKET_PEER": socket_peer, "ZOMBIES": zombies, "SHARED_MEMORY": shared_memory,
 }
 
 
@@ -474,7 +486,7 @@ def read_image(img):
     out = {"version": f"{major}.{minor}", "file_len": len(img), "records": [], "counts": {},
            "header": None, "process": None, "threads": [], "regions": [], "chunks": [],
            "fds": [], "signals": None, "timers": None, "rlimits": None, "pid_table": None,
-           "socket_peers": [], "zombies": None, "skipped": []}
+           "socket_peers": [], "zombies": None, "shared_memory": None, "skipped": []}
     seen = []  # (offset, kind code, flags) of every record before the INDEX
     page_size = None
     off = 16
@@ -572,6 +584,14 @@ def read_image(img):
     for a, b in zip(spans, spans[1:]):
         if b[0] < a[1]:
             raise Invalid(index_offset, None, f"regions at {a[0]:#x} and {b[0]:#x} overlap")
+    # §4.12: each shared mapping names a shared REGION by its start, once
+    named = set()
+    for m in out["shared_memory"] or []:
+        r = next((r for r in out["regions"] if r["start"] == m["start"]), None)
+        if r is None or not r["shared"] or m["start"] in named:
+            raise Invalid(index_offset, None,
+                          f"SHARED_MEMORY mapping at {m['start']:#x} names no shared region of its own")
+        named.add(m["start"])
     spans = sorted((c["addr"], c["addr"] + c["pages"] * page_size) for c in out["chunks"])
     for a, b in zip(spans, spans[1:]):
         if b[0] < a[1]:

@@ -343,6 +343,7 @@ wire_struct! {
     PidEntry { vpid, real_pid, ppid, pgid, sid, threads }
     SocketPeer { socket_id, peer_unique_id, peer_host, peer_socket_id }
     Zombie { pid, status }
+    SharedMapping { start, object, dev, inode, size, offset }
     SigAction { handler, flags, restorer, mask }
     SignalState { actions, pending }
     TimerValue { interval_ns, value_ns }
@@ -410,6 +411,7 @@ wire_tag_enum!(RegionKind {
     Anon = 0, Heap = 1, Stack = 2, File = 3, Shm = 4, Vdso = 5, Vvar = 6, VvarVclock = 7, Vsyscall = 8,
 });
 wire_tag_enum!(FileStorage { Embedded = 0, ByReference = 1 });
+wire_tag_enum!(ShmObject { Anonymous = 0, PosixShm = 1, Memfd = 2, SysV = 3 });
 
 /// `FdKind` tags (spec §4.5).
 mod fd_tag {

@@ -197,6 +197,8 @@ pub struct Metadata {
     pub socket_peers: Vec<SocketPeer>,
     /// ZOMBIES (format 1.2).
     pub zombies: Vec<Zombie>,
+    /// SHARED_MEMORY (format 1.3).
+    pub shared_memory: Vec<SharedMapping>,
     /// PAGES records.
     pub chunks: Vec<ChunkRef>,
     /// Unknown non-critical records that were skipped: (offset, kind, flags).
@@ -234,7 +236,7 @@ impl Metadata {
     }
 
     /// Enforces "at most once" for HEADER, PROCESS, SIGNALS, TIMERS,
-    /// RLIMITS, PID_TABLE and ZOMBIES.
+    /// RLIMITS, PID_TABLE, ZOMBIES and SHARED_MEMORY.
     fn once(&mut self, kind: RecordKind, offset: u64) -> Result<()> {
         let bit = 1u32 << (kind.code() & 31);
         if self.once & bit != 0 {
@@ -274,6 +276,7 @@ impl Metadata {
                 | RecordKind::Rlimits
                 | RecordKind::PidTable
                 | RecordKind::Zombies
+                | RecordKind::SharedMemory
         ) {
             self.once(kind, offset)?;
         }
@@ -325,6 +328,19 @@ impl Metadata {
                     ));
                 }
                 self.zombies = self.decode(payload, base, kind)?
+            }
+            RecordKind::SharedMemory => {
+                if self.version.1 < 3 {
+                    return Err(malformed(
+                        offset,
+                        Some(kind),
+                        format!(
+                            "SHARED_MEMORY in a 1.{} image (it needs 1.3)",
+                            self.version.1
+                        ),
+                    ));
+                }
+                self.shared_memory = self.decode(payload, base, kind)?
             }
             // The readers route these elsewhere; refuse rather than panic.
             RecordKind::Pages | RecordKind::Index => {
@@ -501,6 +517,24 @@ impl Metadata {
                         "regions {:#x}-{:#x} and {:#x}-{:#x} overlap",
                         w[0].start.0, w[0].end.0, w[1].start.0, w[1].end.0
                     ),
+                });
+            }
+        }
+        // Every shared mapping names a shared REGION by its start, once.
+        let mut named: Vec<u64> = Vec::with_capacity(self.shared_memory.len());
+        for m in &self.shared_memory {
+            let r = self.regions.iter().find(|r| r.start == m.start);
+            let what = match r {
+                None => Some("no REGION starts there"),
+                Some(r) if !r.shared => Some("its REGION is not shared"),
+                Some(_) if named.contains(&m.start.0) => Some("named twice"),
+                Some(_) => None,
+            };
+            named.push(m.start.0);
+            if let Some(what) = what {
+                v.push(Error::Malformed {
+                    at,
+                    what: format!("SHARED_MEMORY mapping at {:#x}: {what}", m.start.0),
                 });
             }
         }

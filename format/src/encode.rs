@@ -214,7 +214,7 @@ impl<W: Write> Encoder<W> {
     fn once<T: Wire>(&mut self, kind: RecordKind, v: &T) -> Result<()> {
         if self.once_written.contains(&kind) {
             return Err(Error::Usage(
-                "SIGNALS, TIMERS, RLIMITS, PID_TABLE and ZOMBIES are written at most once",
+                "SIGNALS, TIMERS, RLIMITS, PID_TABLE, ZOMBIES and SHARED_MEMORY are written at most once",
             ));
         }
         self.meta(kind, v)?;
@@ -292,6 +292,18 @@ impl<W: Write> Encoder<W> {
             ));
         }
         self.once(RecordKind::Zombies, &z.to_vec())
+    }
+
+    /// The SHARED_MEMORY record (format 1.3, at most once): the shared
+    /// regions that map shared-memory objects, each naming its REGION by
+    /// its start.
+    pub fn shared_memory(&mut self, m: &[SharedMapping]) -> Result<()> {
+        if self.minor < 3 {
+            return Err(Error::Usage(
+                "a SHARED_MEMORY record needs format 1.3 (Encoder::with_minor)",
+            ));
+        }
+        self.once(RecordKind::SharedMemory, &m.to_vec())
     }
 
     /// A SOCKET_PEER record.

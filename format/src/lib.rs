@@ -91,7 +91,7 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// Newest minor version this crate writes (it reads every minor of its
 /// major). An image is written with the lowest minor that can express it
 /// (spec §9.1): see [`minor_for_fds`] and [`Encoder::with_minor`].
-pub const FORMAT_MINOR: u16 = 2;
+pub const FORMAT_MINOR: u16 = 3;
 
 /// The lowest format minor version that can express these descriptors:
 /// 1 when a timerfd has settime flags or pending ticks (fields added in
@@ -110,5 +110,18 @@ pub fn minor_for(fds: &[FdEntry], zombies: &[Zombie]) -> u16 {
         2
     }
 }
+
+/// The lowest format minor version that can express an image with these
+/// descriptors, unreaped children and shared-memory mappings: 3 when
+/// there is a shared mapping (the SHARED_MEMORY record, added in 1.3),
+/// else [`minor_for`].
+pub fn minor_for_image(fds: &[FdEntry], zombies: &[Zombie], shared: &[SharedMapping]) -> u16 {
+    if shared.is_empty() {
+        minor_for(fds, zombies)
+    } else {
+        3
+    }
+}
+
 /// The writer version string stored in images.
 pub const WRITER_VERSION: &str = concat!("ckpt ", env!("CARGO_PKG_VERSION"));

@@ -247,6 +247,11 @@ impl MappedImage {
         &self.meta.zombies
     }
 
+    /// The SHARED_MEMORY record's mappings (empty without one).
+    pub fn shared_memory(&self) -> &[SharedMapping] {
+        &self.meta.shared_memory
+    }
+
     /// SOCKET_PEER records.
     pub fn socket_peers(&self) -> &[SocketPeer] {
         &self.meta.socket_peers

@@ -646,6 +646,47 @@ pub struct Zombie {
     pub status: i32,
 }
 
+/// What a shared region maps (format 1.3): the kind of shared-memory
+/// object, which tells the restorer how to make it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShmObject {
+    /// `MAP_SHARED | MAP_ANONYMOUS` memory (`/dev/zero (deleted)` in the
+    /// maps), shared through fork, or any shmem object that has no name
+    /// to open again (a `/dev/shm` file already unlinked).
+    #[default]
+    Anonymous,
+    /// A POSIX shared memory object (`shm_open`): a file in `/dev/shm`,
+    /// named by the region's name.
+    PosixShm,
+    /// A memfd (`memfd_create`), named by the region's name
+    /// (`/memfd:NAME (deleted)`).
+    Memfd,
+    /// A System V shared memory segment (`shmat`); `inode` is its shmid.
+    SysV,
+}
+
+/// A shared region of the image mapping a shared-memory object that
+/// several processes may map (format 1.3, the SHARED_MEMORY record).
+/// The object is made once at restart and mapped by every region that
+/// names it; its pages are stored once across the images of a
+/// computation, each in the chunks of one region that maps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedMapping {
+    /// Start of the REGION (shared) that maps the object.
+    pub start: Addr,
+    /// What the object is.
+    pub object: ShmObject,
+    /// Device of the object's inode at checkpoint time.
+    pub dev: u64,
+    /// Inode number of the object (the shmid for a SysV segment):
+    /// with `dev`, the object's identity across the images.
+    pub inode: u64,
+    /// Size of the object in bytes at checkpoint time.
+    pub size: u64,
+    /// Offset in the object of the region's first byte.
+    pub offset: u64,
+}
+
 /// The far end of a connected socket, possibly in another image or host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketPeer {

@@ -259,6 +259,8 @@ pub enum RecordKind {
     SocketPeer,
     /// Children that had exited but were not yet reaped (format 1.2).
     Zombies,
+    /// Shared regions mapping shared-memory objects (format 1.3).
+    SharedMemory,
     /// The index of every record.
     Index,
     /// A kind this reader does not know.
@@ -267,7 +269,7 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind v1 defines.
-    pub const ALL: [RecordKind; 13] = [
+    pub const ALL: [RecordKind; 14] = [
         RecordKind::Header,
         RecordKind::Process,
         RecordKind::Thread,
@@ -280,6 +282,7 @@ impl RecordKind {
         RecordKind::PidTable,
         RecordKind::SocketPeer,
         RecordKind::Zombies,
+        RecordKind::SharedMemory,
         RecordKind::Index,
     ];
 
@@ -298,6 +301,7 @@ impl RecordKind {
             RecordKind::PidTable => 0x000A,
             RecordKind::SocketPeer => 0x000B,
             RecordKind::Zombies => 0x000C,
+            RecordKind::SharedMemory => 0x000D,
             RecordKind::Index => 0x00FF,
             RecordKind::Unknown(c) => c,
         }
@@ -330,10 +334,14 @@ impl RecordKind {
     /// parent's waitpid() for them fails with ECHILD), as every restart
     /// did before 1.2; everything else is restored.
     ///
+    /// SHARED_MEMORY (1.3) is critical: a reader that skipped it would
+    /// give every process a copy of memory that the processes shared, and
+    /// the regions whose pages another image holds would come back zero.
+    ///
     /// SAFE_TO_COPY, on the kinds whose meaning does not depend on their
     /// position or on other records' positions or file offsets (PNG's
     /// rule): PROCESS, THREAD, FD, SIGNALS, TIMERS, RLIMITS, PID_TABLE,
-    /// SOCKET_PEER, ZOMBIES. Not on HEADER (must be first), REGION (chunks refer to
+    /// SOCKET_PEER, ZOMBIES, SHARED_MEMORY (it names regions by address). Not on HEADER (must be first), REGION (chunks refer to
     /// regions by position), PAGES (region position, page-aligned file
     /// offsets) or INDEX (file offsets).
     pub fn default_flags(self) -> u16 {
@@ -345,7 +353,8 @@ impl RecordKind {
             | RecordKind::Timers
             | RecordKind::Rlimits
             | RecordKind::PidTable
-            | RecordKind::SocketPeer => FLAG_CRITICAL | FLAG_SAFE_TO_COPY,
+            | RecordKind::SocketPeer
+            | RecordKind::SharedMemory => FLAG_CRITICAL | FLAG_SAFE_TO_COPY,
             RecordKind::Zombies => FLAG_SAFE_TO_COPY,
             _ => FLAG_CRITICAL,
         }
@@ -367,6 +376,7 @@ impl fmt::Display for RecordKind {
             RecordKind::PidTable => "PID_TABLE",
             RecordKind::SocketPeer => "SOCKET_PEER",
             RecordKind::Zombies => "ZOMBIES",
+            RecordKind::SharedMemory => "SHARED_MEMORY",
             RecordKind::Index => "INDEX",
             RecordKind::Unknown(c) => return write!(f, "UNKNOWN({c:#06x})"),
         };
@@ -474,9 +484,12 @@ impl fmt::Display for RecordKind {
 /// **ZOMBIES** (0x000C, format 1.2, not critical):
 /// `list<(pid: pid, status: i32)>`.
 ///
+/// **SHARED_MEMORY** (0x000D, format 1.3): `list<(start: addr, object: u8,
+/// dev: u64, inode: u64, size: u64, offset: u64)>`.
+///
 /// HEADER must be the first record and appear once; PROCESS must appear
-/// once; at least one THREAD; SIGNALS, TIMERS, RLIMITS, PID_TABLE and
-/// ZOMBIES at most once each.
+/// once; at least one THREAD; SIGNALS, TIMERS, RLIMITS, PID_TABLE,
+/// ZOMBIES and SHARED_MEMORY at most once each.
 pub mod payloads {}
 
 #[cfg(test)]

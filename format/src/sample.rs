@@ -33,12 +33,14 @@ pub struct Sample {
     pub socket_peers: Vec<SocketPeer>,
     /// ZOMBIES (written, as format 1.2, only when not empty).
     pub zombies: Vec<Zombie>,
+    /// SHARED_MEMORY (written, as format 1.3, only when not empty).
+    pub shared_memory: Vec<SharedMapping>,
 }
 
 impl Sample {
     /// Encodes the sample into bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let minor = crate::minor_for(&self.fds, &self.zombies);
+        let minor = crate::minor_for_image(&self.fds, &self.zombies, &self.shared_memory);
         let mut e = Encoder::with_minor(Vec::new(), &self.header, minor)?;
         e.process(&self.process)?;
         for t in &self.threads {
@@ -59,6 +61,9 @@ impl Sample {
         }
         if !self.zombies.is_empty() {
             e.zombies(&self.zombies)?;
+        }
+        if !self.shared_memory.is_empty() {
+            e.shared_memory(&self.shared_memory)?;
         }
         for (region, addr, pages, compress) in &self.chunks {
             let meta = ChunkMeta {
@@ -332,6 +337,7 @@ pub fn tiny() -> Sample {
         }],
         socket_peers: vec![],
         zombies: vec![],
+        shared_memory: vec![],
     }
 }
 

@@ -45,6 +45,8 @@ pub enum Item {
     SocketPeer(SocketPeer),
     /// The ZOMBIES record (format 1.2).
     Zombies(Vec<Zombie>),
+    /// The SHARED_MEMORY record (format 1.3).
+    SharedMemory(Vec<SharedMapping>),
     /// An unknown non-critical record, skipped.
     Unknown {
         /// Its offset.
@@ -247,6 +249,7 @@ impl<R: Read> StreamDecoder<R> {
             RecordKind::PidTable => Some(Item::PidTable(m.pid_table.clone())),
             RecordKind::SocketPeer => m.socket_peers.last().cloned().map(Item::SocketPeer),
             RecordKind::Zombies => Some(Item::Zombies(m.zombies.clone())),
+            RecordKind::SharedMemory => Some(Item::SharedMemory(m.shared_memory.clone())),
             RecordKind::Unknown(code) => Some(Item::Unknown {
                 offset: off,
                 kind: code,

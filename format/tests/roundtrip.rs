@@ -100,6 +100,7 @@ fn stream_items_follow_the_records_in_order() {
             Item::PidTable(_) => Some(RecordKind::PidTable),
             Item::SocketPeer(_) => Some(RecordKind::SocketPeer),
             Item::Zombies(_) => Some(RecordKind::Zombies),
+            Item::SharedMemory(_) => Some(RecordKind::SharedMemory),
             Item::Unknown { kind, .. } => Some(RecordKind::from_code(kind)),
             Item::End => None,
             _ => unreachable!("new item kind"),

@@ -258,6 +258,7 @@ fn rust_summary(path: &Path) -> Value {
     let present = |k: RecordKind| counts.contains_key(&k.to_string());
     let (has_rlimits, has_pids) = (present(RecordKind::Rlimits), present(RecordKind::PidTable));
     let has_zombies = present(RecordKind::Zombies);
+    let has_shm = present(RecordKind::SharedMemory);
 
     let h = img.header();
     let header = json!({
@@ -372,6 +373,16 @@ fn rust_summary(path: &Path) -> Value {
         "pid_table": has_pids.then(|| img.pid_table()),
         "socket_peers": img.socket_peers(),
         "zombies": has_zombies.then(|| img.zombies()),
+        "shared_memory": has_shm.then(|| img.shared_memory().iter().map(|m| json!({
+            "start": m.start.0,
+            "object": match m.object {
+                ckpt_format::ShmObject::Anonymous => "anonymous",
+                ckpt_format::ShmObject::PosixShm => "posix_shm",
+                ckpt_format::ShmObject::Memfd => "memfd",
+                ckpt_format::ShmObject::SysV => "sysv",
+            },
+            "dev": m.dev, "inode": m.inode, "size": m.size, "offset": m.offset,
+        })).collect::<Vec<_>>()),
         "skipped": img.skipped_records().iter()
             .map(|(o, k, f)| json!([o, k, f])).collect::<Vec<_>>(),
     })
@@ -469,6 +480,18 @@ fn spec_reader_decodes_an_image_whose_fields_all_differ() {
         ],
         n,
     );
+    // A 1.3 image: the SHARED_MEMORY record too, on a region made shared.
+    s.regions[0].shared = true;
+    s.shared_memory = vec![distinct(
+        &ckpt_format::SharedMapping {
+            start: s.regions[0].start,
+            object: ckpt_format::ShmObject::Memfd,
+            ..Default::default()
+        },
+        n,
+    )];
+    s.shared_memory[0].start = s.regions[0].start;
+    s.shared_memory[0].object = ckpt_format::ShmObject::Memfd;
     for r in &mut s.regions {
         if let Some(b) = &mut r.backing {
             let storage = b.storage;

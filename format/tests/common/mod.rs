@@ -37,6 +37,7 @@ pub fn assert_matches(s: &Sample, m: &Metadata, pages: &[Vec<u8>]) {
     assert_eq!(m.pid_table, s.pid_table);
     assert_eq!(m.socket_peers, s.socket_peers);
     assert_eq!(m.zombies, s.zombies);
+    assert_eq!(m.shared_memory, s.shared_memory);
     assert_eq!(pages.len(), s.chunks.len());
     for ((c, got), (region, addr, want, _)) in m.chunks.iter().zip(pages).zip(&s.chunks) {
         assert_eq!(c.meta.region, *region);

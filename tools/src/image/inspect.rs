@@ -629,6 +629,16 @@ pub fn render(img: &MappedImage, name: &str) -> String {
             let _ = writeln!(w, "  pid {} wait status {:#x}", z.pid.0, z.status);
         }
     }
+    if !img.shared_memory().is_empty() {
+        let _ = writeln!(w, "SHARED_MEMORY (objects the regions map)");
+        for m in img.shared_memory() {
+            let _ = writeln!(
+                w,
+                "  {:#x} {:?} dev {:#x} inode {} size {} offset {:#x}",
+                m.start.0, m.object, m.dev, m.inode, m.size, m.offset
+            );
+        }
+    }
     for sp in img.socket_peers() {
         let _ = writeln!(
             w,
@@ -734,6 +744,18 @@ pub fn to_json(img: &MappedImage, name: &str) -> Value {
             .zombies()
             .iter()
             .map(|z| json!({"pid": z.pid.0, "status": z.status}))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    // Format 1.3, only when there is one.
+    if !img.shared_memory().is_empty() {
+        v["shared_memory"] = img
+            .shared_memory()
+            .iter()
+            .map(|m| {
+                json!({"start": m.start.0, "object": format!("{:?}", m.object), "dev": m.dev,
+                       "inode": m.inode, "size": m.size, "offset": m.offset})
+            })
             .collect::<Vec<_>>()
             .into();
     }

@@ -307,7 +307,7 @@ pub fn repack<W: Write>(
         modes.push(mode);
     }
 
-    let minor = ckpt_format::minor_for(img.fds(), img.zombies());
+    let minor = ckpt_format::minor_for_image(img.fds(), img.zombies(), img.shared_memory());
     let mut enc = Encoder::with_minor(out, img.header(), minor)?;
     enc.process(img.process())?;
     for t in img.threads() {
@@ -336,6 +336,9 @@ pub fn repack<W: Write>(
     }
     if !img.zombies().is_empty() {
         enc.zombies(img.zombies())?;
+    }
+    if !img.shared_memory().is_empty() {
+        enc.shared_memory(img.shared_memory())?;
     }
     for &(offset, kind, flags) in img.skipped_records() {
         if flags & FLAG_SAFE_TO_COPY != 0 {
