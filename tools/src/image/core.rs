@@ -111,8 +111,8 @@ fn nt_file(img: &MappedImage) -> Vec<u8> {
             b.extend_from_slice(&v.to_le_bytes());
         }
     }
-    for r in &files {
-        b.extend_from_slice(&r.backing.as_ref().expect("filtered").file.path);
+    for b2 in files.iter().filter_map(|r| r.backing.as_ref()) {
+        b.extend_from_slice(&b2.file.path);
         b.push(0);
     }
     b

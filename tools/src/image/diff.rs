@@ -6,9 +6,9 @@
 //! Exit status as diff(1): 0 identical, 1 different, 2 trouble.
 
 use super::inspect::{perms, utc};
+use super::memory::{reference, RegionMemory, Source};
 use super::repack::{open_image, Progress};
-use anyhow::Context;
-use ckpt_format::{ChunkRef, FdEntry, MappedImage, Region};
+use ckpt_format::{FdEntry, MappedImage, Region};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -103,12 +103,18 @@ pub struct ImageDiff {
     pub regions_changed: Vec<RegionChange>,
     /// Regions in both whose memory differs.
     pub pages: Vec<PageDiff>,
+    /// What could not be compared exactly (a by-reference file that is
+    /// not on this host or differs: its absent pages read as zeros).
+    pub warnings: Vec<String>,
 }
 
 impl ImageDiff {
-    /// True when nothing differs.
+    /// True when nothing differs (warnings aside).
     pub fn is_identical(&self) -> bool {
-        *self == ImageDiff::default()
+        ImageDiff {
+            warnings: Vec::new(),
+            ..self.clone()
+        } == ImageDiff::default()
     }
 }
 
@@ -130,23 +136,34 @@ fn show(v: &Value) -> String {
     }
 }
 
-/// The top-level fields of two serialisable values that differ
-/// (`prefix.field`), skipping those in `skip`.
+/// The fields of two serialisable values that differ (`prefix.field`,
+/// nested objects by their path: `backing.storage`), skipping top-level
+/// fields in `skip`.
 fn fields<T: Serialize>(prefix: &str, a: &T, b: &T, skip: &[&str]) -> Vec<FieldChange> {
     let (va, vb) = (
         serde_json::to_value(a).unwrap_or_default(),
         serde_json::to_value(b).unwrap_or_default(),
     );
-    let (Some(ma), Some(mb)) = (va.as_object(), vb.as_object()) else {
-        return Vec::new();
-    };
     let mut v = Vec::new();
+    value_fields(prefix, &va, &vb, skip, &mut v);
+    v
+}
+
+fn value_fields(prefix: &str, a: &Value, b: &Value, skip: &[&str], v: &mut Vec<FieldChange>) {
+    let (Some(ma), Some(mb)) = (a.as_object(), b.as_object()) else {
+        return;
+    };
     for (k, x) in ma {
         if skip.contains(&k.as_str()) {
             continue;
         }
         let y = mb.get(k).unwrap_or(&Value::Null);
-        if x != y {
+        if x == y {
+            continue;
+        }
+        if x.is_object() && y.is_object() {
+            value_fields(&format!("{prefix}{k}."), x, y, &[], v);
+        } else {
             v.push(FieldChange {
                 field: format!("{prefix}{k}"),
                 a: show(x),
@@ -154,7 +171,6 @@ fn fields<T: Serialize>(prefix: &str, a: &T, b: &T, skip: &[&str]) -> Vec<FieldC
             });
         }
     }
-    v
 }
 
 fn region_ref(r: &Region) -> RegionRef {
@@ -166,69 +182,18 @@ fn region_ref(r: &Region) -> RegionRef {
     }
 }
 
-/// The pages one image stores for one region, decoded one chunk at a time.
-struct RegionReader<'a> {
-    img: &'a MappedImage,
-    chunks: Vec<&'a ChunkRef>,
-    cur: usize,
-    loaded: Option<usize>,
-    buf: Vec<u8>,
-}
-
-impl<'a> RegionReader<'a> {
-    fn new(img: &'a MappedImage, region: usize) -> Self {
-        let mut chunks: Vec<&ChunkRef> = img
-            .chunks()
-            .iter()
-            .filter(|c| c.meta.region as usize == region)
-            .collect();
-        chunks.sort_by_key(|c| c.meta.addr);
-        RegionReader {
-            img,
-            chunks,
-            cur: 0,
-            loaded: None,
-            buf: Vec::new(),
-        }
-    }
-
-    fn addrs(&self) -> impl Iterator<Item = u64> + '_ {
-        let ps = self.img.page_size();
-        self.chunks
-            .iter()
-            .flat_map(move |c| (0..c.meta.pages as u64).map(move |k| c.meta.addr.0 + k * ps))
-    }
-
-    /// The page at `addr` when stored. Calls come in ascending order.
-    fn page(&mut self, addr: u64) -> anyhow::Result<Option<&[u8]>> {
-        let ps = self.img.page_size();
-        let end = |c: &ChunkRef| c.meta.addr.0 + c.meta.pages as u64 * ps;
-        while self.cur < self.chunks.len() && end(self.chunks[self.cur]) <= addr {
-            self.cur += 1;
-        }
-        let i = self.cur;
-        if i == self.chunks.len() || self.chunks[i].meta.addr.0 > addr {
-            return Ok(None);
-        }
-        if self.loaded != Some(i) {
-            let c = self.chunks[i];
-            self.buf.resize((c.meta.pages as u64 * ps) as usize, 0);
-            self.img
-                .read_chunk(c, &mut self.buf)
-                .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
-            self.loaded = Some(i);
-        }
-        let off = (addr - self.chunks[i].meta.addr.0) as usize;
-        Ok(Some(&self.buf[off..off + ps as usize]))
-    }
-}
-
+/// Compares the memory of region `ia` of A with region `ib` of B (same
+/// start), page by page, as the spec defines memory (see [`RegionMemory`]):
+/// the pages either image stores, or, when the two regions do not mean
+/// the same by an absent page (one by reference, the other not, or
+/// another file), every page of both.
 fn pages(
     a: &MappedImage,
     ia: usize,
     b: &MappedImage,
     ib: usize,
     progress: &mut Progress,
+    warnings: &mut Vec<String>,
 ) -> anyhow::Result<PageDiff> {
     let r = &a.regions()[ia];
     let mut d = PageDiff {
@@ -236,33 +201,59 @@ fn pages(
         name: String::from_utf8_lossy(&r.name).into_owned(),
         ..Default::default()
     };
-    let (mut ra, mut rb) = (RegionReader::new(a, ia), RegionReader::new(b, ib));
-    let mut addrs: Vec<u64> = ra.addrs().chain(rb.addrs()).collect();
+    let ps = a.page_size();
+    let (mut ra, mut rb) = (RegionMemory::new(a, ia), RegionMemory::new(b, ib));
+    let (fa, fb) = (reference(ra.region()), reference(rb.region()));
+    let mut addrs: Vec<u64> = if fa == fb {
+        ra.stored_addrs().chain(rb.stored_addrs()).collect()
+    } else {
+        let end = ra.region().end.0.max(rb.region().end.0);
+        (r.start.0..end).step_by(ps as usize).collect()
+    };
     addrs.sort_unstable();
     addrs.dedup();
-    let zero = |p: &[u8]| p.iter().all(|&x| x == 0);
+    let (mut pa, mut pb) = (vec![0u8; ps as usize], vec![0u8; ps as usize]);
+    let (mut unknown_a, mut unknown_b) = (false, false);
+    let inside = |m: &RegionMemory, addr: u64| addr < m.region().end.0;
     for addr in addrs {
-        progress.add(a.page_size());
-        let pa = ra.page(addr)?.map(<[u8]>::to_vec);
-        let pb = rb.page(addr)?;
-        let differs = match (pa.as_deref(), pb) {
-            (Some(x), Some(y)) if x != y => {
-                d.changed_pages += 1;
-                d.changed_bytes += x.iter().zip(y).filter(|(p, q)| p != q).count() as u64;
-                true
-            }
-            (None, Some(y)) if !zero(y) => {
-                d.added_pages += 1;
-                true
-            }
-            (Some(x), None) if !zero(x) => {
-                d.removed_pages += 1;
-                true
-            }
-            _ => false,
+        progress.add(ps);
+        let sa = if inside(&ra, addr) {
+            ra.page(addr, &mut pa)?
+        } else {
+            pa.fill(0);
+            Source::Zero
         };
-        if differs && d.first == 0 {
+        let sb = if inside(&rb, addr) {
+            rb.page(addr, &mut pb)?
+        } else {
+            pb.fill(0);
+            Source::Zero
+        };
+        unknown_a |= sa == Source::Unknown;
+        unknown_b |= sb == Source::Unknown;
+        if pa == pb {
+            continue;
+        }
+        match (sa == Source::Stored, sb == Source::Stored) {
+            (true, false) => d.removed_pages += 1,
+            (false, true) => d.added_pages += 1,
+            _ => {
+                d.changed_pages += 1;
+                d.changed_bytes += pa.iter().zip(&pb).filter(|(p, q)| p != q).count() as u64;
+            }
+        }
+        if d.first == 0 {
             d.first = addr;
+        }
+    }
+    for (unknown, m, which) in [(unknown_a, &ra, "A"), (unknown_b, &rb, "B")] {
+        if unknown {
+            warnings.push(format!(
+                "{which} {:#x} {}: pages left to the file compared as zeros ({})",
+                r.start.0,
+                d.name,
+                m.file_problem.as_deref().unwrap_or("file not usable here")
+            ));
         }
     }
     Ok(d)
@@ -364,7 +355,7 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
                 fields: f,
             });
         }
-        let p = pages(a, ia, b, ib, &mut progress)?;
+        let p = pages(a, ia, b, ib, &mut progress, &mut d.warnings)?;
         if p.changed_pages + p.added_pages + p.removed_pages > 0 {
             d.pages.push(p);
         }
@@ -380,6 +371,9 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
 /// The differences for people.
 pub fn render(d: &ImageDiff, a: &str, b: &str) -> String {
     let mut s = format!("--- {a}\n+++ {b}\n");
+    for w in &d.warnings {
+        let _ = writeln!(s, "note: {w}");
+    }
     if d.is_identical() {
         s.push_str("identical\n");
         return s;

@@ -1,7 +1,11 @@
-//! `ckpt image extract`: the raw bytes of memory regions. Pages the image
-//! does not store (never touched, all zero, or left to a by-reference
-//! file) read as zeros.
+//! `ckpt image extract`: the raw bytes of memory regions, as the restored
+//! process would see them (spec/v1.md §4.4): pages the image stores, the
+//! file's bytes where a by-reference region leaves a page to its file
+//! (read from this host when the file is the image's; zeros and a warning
+//! when not), zeros elsewhere.
 
+use super::memory::RegionMemory;
+use super::repack::open_image;
 use anyhow::{bail, Context};
 use ckpt_format::{MappedImage, Region};
 use std::io::Write;
@@ -29,37 +33,31 @@ pub fn find_region(img: &MappedImage, sel: &str) -> anyhow::Result<usize> {
     Ok(i)
 }
 
-/// Writes region `i`'s bytes to `out`, chunk by chunk (bounded memory).
-pub fn write_region(img: &MappedImage, i: usize, out: &mut dyn Write) -> anyhow::Result<u64> {
+/// Writes region `i`'s bytes to `out`, a page at a time (bounded
+/// memory); returns (bytes written, bytes of unknown pages written as
+/// zeros: by reference to a file that is not here or differs).
+pub fn write_region(
+    img: &MappedImage,
+    i: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<(u64, u64)> {
     let r: &Region = &img.regions()[i];
-    let ps = img.page_size();
-    let mut chunks: Vec<_> = img
-        .chunks()
-        .iter()
-        .filter(|c| c.meta.region as usize == i)
-        .collect();
-    chunks.sort_by_key(|c| c.meta.addr);
-    let zeros = vec![0u8; 1 << 20];
-    let mut pos = r.start.0;
-    let mut buf = Vec::new();
-    let fill = |out: &mut dyn Write, mut n: u64| -> std::io::Result<()> {
-        while n > 0 {
-            let k = n.min(zeros.len() as u64);
-            out.write_all(&zeros[..k as usize])?;
-            n -= k;
-        }
-        Ok(())
-    };
-    for c in chunks {
-        fill(out, c.meta.addr.0 - pos)?;
-        buf.resize((c.meta.pages as u64 * ps) as usize, 0);
-        img.read_chunk(c, &mut buf)
-            .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
-        out.write_all(&buf)?;
-        pos = c.meta.addr.0 + buf.len() as u64;
+    let mut m = RegionMemory::new(img, i);
+    let unknown = m.write(r.start.0, r.end.0, out)?;
+    warn_unknown(&m, unknown);
+    Ok((r.end.0 - r.start.0, unknown))
+}
+
+/// Says on stderr that pages of a by-reference file were written as zeros.
+fn warn_unknown(m: &RegionMemory, unknown: u64) {
+    if unknown > 0 {
+        eprintln!(
+            "warning: {unknown} bytes of {:#x}-{:#x} written as zeros: the image leaves them to a file that is not usable here ({})",
+            m.region().start.0,
+            m.region().end.0,
+            m.file_problem.as_deref().unwrap_or("?")
+        );
     }
-    fill(out, r.end.0 - pos)?;
-    Ok(r.end.0 - r.start.0)
 }
 
 fn file_name(i: usize, r: &Region) -> String {
@@ -92,8 +90,7 @@ pub fn run(
     output: Option<&Path>,
     all: Option<&Path>,
 ) -> anyhow::Result<i32> {
-    let img =
-        MappedImage::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    let img = open_image(path)?;
     if let Some(dir) = all {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (i, r) in img.regions().iter().enumerate() {
@@ -112,7 +109,10 @@ pub fn run(
         );
         return Ok(0);
     }
-    let i = find_region(&img, region.expect("clap requires --region or --all"))?;
+    let Some(region) = region else {
+        bail!("give --region, --range, --name or --all");
+    };
+    let i = find_region(&img, region)?;
     match output {
         Some(p) => {
             let mut f = std::io::BufWriter::new(
@@ -123,8 +123,7 @@ pub fn run(
             f.flush()?;
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
+            let mut lock = std::io::BufWriter::new(std::io::stdout().lock());
             write_region(&img, i, &mut lock)?;
             lock.flush()?;
         }
@@ -161,7 +160,6 @@ pub fn write_range(
     end: u64,
     out: &mut dyn Write,
 ) -> anyhow::Result<(u64, u64)> {
-    let ps = img.page_size();
     let mut unmapped = 0;
     let mut pos = start;
     let mut regions: Vec<(usize, &Region)> = img.regions().iter().enumerate().collect();
@@ -185,31 +183,9 @@ pub fn write_range(
             pos = r.start.0;
         }
         let stop = end.min(r.end.0);
-        let mut chunks: Vec<_> = img
-            .chunks()
-            .iter()
-            .filter(|c| c.meta.region as usize == i)
-            .collect();
-        chunks.sort_by_key(|c| c.meta.addr);
-        let mut buf = Vec::new();
-        for c in chunks {
-            let cend = c.meta.addr.0 + c.meta.pages as u64 * ps;
-            if cend <= pos || c.meta.addr.0 >= stop {
-                continue;
-            }
-            if c.meta.addr.0 > pos {
-                fill(out, c.meta.addr.0 - pos)?;
-                pos = c.meta.addr.0;
-            }
-            buf.resize((c.meta.pages as u64 * ps) as usize, 0);
-            img.read_chunk(c, &mut buf)
-                .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
-            let from = (pos - c.meta.addr.0) as usize;
-            let to = (stop.min(cend) - c.meta.addr.0) as usize;
-            out.write_all(&buf[from..to])?;
-            pos = c.meta.addr.0 + to as u64;
-        }
-        fill(out, stop - pos)?;
+        let mut m = RegionMemory::new(img, i);
+        let unknown = m.write(pos, stop, out)?;
+        warn_unknown(&m, unknown);
         pos = stop;
     }
     if pos < end {
@@ -239,12 +215,12 @@ pub fn run_select(
     name: Option<&str>,
     output: Option<&Path>,
 ) -> anyhow::Result<i32> {
-    let img = super::repack::open_image(path)?;
+    let img = open_image(path)?;
     let mut sink: Box<dyn Write> = match output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     if let Some(r) = range {
         let (a, b) = parse_range(r)?;
@@ -255,7 +231,9 @@ pub fn run_select(
         }
         return Ok(0);
     }
-    let name = name.expect("clap requires one selector");
+    let Some(name) = name else {
+        bail!("give --range or --name");
+    };
     let found = find_by_name(&img, name);
     if found.is_empty() {
         bail!("no region is named {name}");

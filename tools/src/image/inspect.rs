@@ -1,15 +1,13 @@
 //! `ckpt image inspect`: what an image holds, read from its metadata only
 //! (page data is never touched, so a 1 GiB image inspects in milliseconds).
 
-use anyhow::Context;
 use ckpt_format::*;
 use serde_json::{json, Value};
 use std::fmt::Write;
 use std::path::Path;
 
 pub fn run(path: &Path, as_json: bool) -> anyhow::Result<i32> {
-    let img =
-        MappedImage::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    let img = super::repack::open_image(path)?;
     let name = path.display().to_string();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&to_json(&img, &name))?);

@@ -6,6 +6,7 @@ pub mod core;
 pub mod diff;
 pub mod extract;
 pub mod inspect;
+pub mod memory;
 pub mod repack;
 pub mod validate;
 
@@ -23,7 +24,7 @@ pub struct ImageArgs {
 pub enum ImageCmd {
     /// Show what an image holds: header, process, threads, memory map, fds.
     Inspect {
-        /// The image file.
+        /// The image file, or `-` for stdin.
         image: PathBuf,
         /// Machine-readable output (schema in spec/tools-json.md).
         #[arg(long)]
@@ -39,9 +40,11 @@ pub enum ImageCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write the raw bytes of memory regions (pages not stored read as zeros).
+    /// Write the raw bytes of memory regions as the restored process sees
+    /// them: stored pages, a by-reference file's pages from this host's
+    /// file (when it is the same file), zeros elsewhere.
     Extract {
-        /// The image file.
+        /// The image file, or `-` for stdin.
         image: PathBuf,
         /// A region by index (`3`) or by an address inside it (`0x7f...`).
         #[arg(long, conflicts_with_all = ["all", "range", "name"], required_unless_present_any = ["all", "range", "name"])]
@@ -98,7 +101,7 @@ pub enum ImageCmd {
     },
     /// Would this image restart on this host? Exit 0 yes, 1 no, 2 unreadable.
     CheckHost {
-        /// The image file.
+        /// The image file, or `-` for stdin.
         image: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
@@ -106,7 +109,7 @@ pub enum ImageCmd {
     },
     /// Write an ELF core file gdb opens with the program binary.
     Core {
-        /// The image file.
+        /// The image file, or `-` for stdin.
         image: PathBuf,
         /// The core file to write.
         #[arg(short = 'o', long)]
