@@ -127,6 +127,13 @@ pub enum ToClient {
     Write {
         /// Generation of the checkpoint under way.
         generation: u64,
+        /// Virtual pids of the barrier's members on the receiver's host
+        /// (the receiver included), all suspended: the writer compares
+        /// its descriptors with theirs (kcmp) to give an open file
+        /// description they share one id. Absent from older coordinators
+        /// (empty: ids are unique within the process only).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        peers: Vec<i32>,
     },
     /// Worker (barrier): every process captured its state; let the
     /// threads run again.
@@ -335,6 +342,15 @@ mod tests {
         )
         .unwrap();
         assert!(!req.barrier);
+        // A Write from an older coordinator has no peers.
+        let w: ToClient = serde_json::from_str(r#"{"write":{"generation":4}}"#).unwrap();
+        assert_eq!(
+            w,
+            ToClient::Write {
+                generation: 4,
+                peers: Vec::new()
+            }
+        );
         // An older peer ignores the new field.
         let v = serde_json::to_value(CheckpointRequest {
             barrier: true,
@@ -343,7 +359,14 @@ mod tests {
         .unwrap();
         assert_eq!(v["barrier"], true);
         for m in [
-            ToClient::Write { generation: 2 },
+            ToClient::Write {
+                generation: 2,
+                peers: Vec::new(),
+            },
+            ToClient::Write {
+                generation: 2,
+                peers: vec![10, 11],
+            },
             ToClient::Release { generation: 2 },
             ToClient::Resume {
                 generation: 2,

@@ -237,6 +237,132 @@ fn share_into(
     Ok(())
 }
 
+/// The open file descriptions several processes of the tree hold, by
+/// `ofd_id`: opened once by the restorer before it forks the tree, at a
+/// number above every image's fds, and inherited by every process.
+static SHARED_OFDS: OnceLock<BTreeMap<u64, i32>> = OnceLock::new();
+
+fn shared_ofds() -> Option<&'static BTreeMap<u64, i32>> {
+    SHARED_OFDS.get()
+}
+
+/// Whether `ofd_id` names a description across the images of the
+/// computation (spec §4.5: bit 63; older writers made ids unique within
+/// one image only, and such ids are never joined across images).
+fn computation_wide(ofd_id: u64) -> bool {
+    ofd_id >> 63 == 1
+}
+
+/// Kinds whose description can be opened once for several processes.
+fn shareable(k: &FdKind) -> bool {
+    matches!(
+        k,
+        FdKind::RegularFile { .. }
+            | FdKind::Directory { .. }
+            | FdKind::Device { .. }
+            | FdKind::EventFd { .. }
+            | FdKind::SignalFd { .. }
+            | FdKind::TimerFd { .. }
+            | FdKind::Inotify { .. }
+    )
+}
+
+/// The descriptions to open once: each computation-wide `ofd_id` of a
+/// shareable kind that two processes or more hold, with the (pid, entry)
+/// it is opened from (the lowest pid's lowest fd), in id order. `entries`:
+/// every restored fd of every image, as (pid, entry).
+pub(crate) fn shared_descriptions<'a>(
+    entries: &[(i32, &'a FdEntry)],
+) -> Vec<(u64, i32, &'a FdEntry)> {
+    let mut by_id: BTreeMap<u64, Vec<(i32, &FdEntry)>> = BTreeMap::new();
+    for &(pid, e) in entries {
+        if computation_wide(e.ofd_id) && shareable(&e.kind) {
+            by_id.entry(e.ofd_id).or_default().push((pid, e));
+        }
+    }
+    by_id
+        .into_iter()
+        .filter_map(|(id, mut v)| {
+            v.sort_by_key(|(pid, e)| (*pid, e.fd.0));
+            let first = v[0];
+            // Held by one process (dups within it are its own business),
+            // or a kind the images disagree on (hand-made or corrupt).
+            if v.iter().all(|(p, _)| *p == first.0)
+                || v.iter().any(|(_, e)| {
+                    std::mem::discriminant(&e.kind) != std::mem::discriminant(&first.1.kind)
+                })
+            {
+                return None;
+            }
+            Some((id, first.0, first.1))
+        })
+        .collect()
+}
+
+/// Opens every open file description that several processes of the
+/// tree share once, with its offset and status flags, at a number above
+/// every image's fds, for the whole tree to inherit (each process puts
+/// it on its own numbers and closes the rest). One that cannot be opened
+/// here is left to each process (which reports the failure, or keeps
+/// the restart's own fd 0-2). Returns the descriptors made.
+pub fn share_descriptions(imgs: &[Image]) -> Vec<i32> {
+    let entries: Vec<(i32, &FdEntry)> = imgs
+        .iter()
+        .flat_map(|i| {
+            i.fds
+                .iter()
+                .filter(|e| restored_here(e, i))
+                .map(|e| (i.process.pid.0, e))
+        })
+        .collect();
+    let top = imgs
+        .iter()
+        .flat_map(|i| i.fds.iter().map(|e| e.fd.0))
+        .max()
+        .unwrap_or(2);
+    let mut temps = Temps {
+        fds: Vec::new(),
+        base: top + 1,
+    };
+    let mut made: BTreeMap<u64, i32> = BTreeMap::new();
+    for (id, pid, e) in shared_descriptions(&entries) {
+        let n = e.fd.0;
+        let opened =
+            open_description(e, &BTreeMap::new(), &mut Vec::new(), &mut temps).and_then(|s| {
+                temps.fds.retain(|&f| f != s);
+                match sys::set_status_flags(s, e.status_flags as i32 & SETFL_FLAGS) {
+                    Ok(()) => Ok(s),
+                    Err(err) => {
+                        sys::close(s);
+                        io(n, "setting status flags", Err(err))
+                    }
+                }
+            });
+        let holders: Vec<String> = entries
+            .iter()
+            .filter(|(_, o)| o.ofd_id == id)
+            .map(|(p, o)| format!("pid {p} fd {}", o.fd.0))
+            .collect();
+        match opened {
+            Ok(s) => {
+                log::info(&format!(
+                    "{} shared by {} (opened once, from pid {pid})",
+                    describe(&e.kind),
+                    holders.join(", ")
+                ));
+                made.insert(id, s);
+            }
+            Err(err) => log::notice(&format!(
+                "pid {pid}: {err}: left to each of {}",
+                holders.join(", ")
+            )),
+        }
+    }
+    let fds = made.values().copied().collect();
+    let _ = SHARED_OFDS.set(made);
+    fds
+}
+
 /// Whether entry `e` is restored here or left alone.
 fn restored_here(e: &FdEntry, img: &Image) -> bool {
     // Kinds of other work (terminals, sockets, event fds) are left alone
@@ -429,7 +555,12 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
         let src = match sources.get(&e.ofd_id) {
             Some(&s) => s,
             None => {
-                let s = match open_description(e, &pipes, &mut pipe_ends_used, &mut temps) {
+                let inherited = shared_ofds().and_then(|m| m.get(&e.ofd_id)).copied();
+                let opened = match inherited {
+                    Some(s) => Ok(s),
+                    None => open_description(e, &pipes, &mut pipe_ends_used, &mut temps),
+                };
+                let s = match opened {
                     Ok(s) => s,
                     // stdin/stdout/stderr redirected to a file this user
                     // cannot open (a root-owned log when restarting as
@@ -468,6 +599,10 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
     for s in shared().into_iter().flat_map(|m| m.values()) {
         sys::close(s.pipe.read);
         sys::close(s.pipe.write);
+    }
+    // So do the shared descriptions, now on their numbers.
+    for &s in shared_ofds().into_iter().flat_map(|m| m.values()) {
+        sys::close(s);
     }
     kept.extend(crate::tty::restore(img, top + 1)?);
     // Registrations last, when every fd they name is on its number.
@@ -791,5 +926,67 @@ fn describe(k: &FdKind) -> &'static str {
         FdKind::Inotify { .. } => "inotify",
         FdKind::Device { .. } => "device",
         _ => "unsupported fd",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ckpt_format::{Fd, FdFlags, FileIdentity};
+
+    fn file(fd: i32, ofd_id: u64) -> FdEntry {
+        FdEntry {
+            fd: Fd(fd),
+            fd_flags: FdFlags(0),
+            ofd_id,
+            status_flags: libc::O_WRONLY as u32,
+            kind: FdKind::RegularFile {
+                file: FileIdentity {
+                    path: b"/tmp/f".to_vec(),
+                    dev: 1,
+                    inode: 2,
+                    size: 0,
+                    mtime_ns: 0,
+                },
+                offset: 10,
+                deleted: false,
+                contents: None,
+            },
+        }
+    }
+
+    #[test]
+    fn descriptions_held_by_several_processes_are_opened_once() {
+        let wide = |pid: u64, fd: u64| 1 << 63 | pid << 32 | fd;
+        let (a, b, c, d, e, f) = (
+            file(3, wide(10, 3)),
+            file(5, wide(10, 3)),
+            file(4, wide(10, 3)),
+            // opened after the fork in each process: one id each
+            file(6, wide(10, 6)),
+            file(6, wide(11, 6)),
+            // ids of an older writer: per image, never joined
+            file(7, 7 << 48 | 2),
+        );
+        let g = file(7, 7 << 48 | 2);
+        let entries = [
+            (11, &c),
+            (10, &a),
+            (10, &b),
+            (10, &d),
+            (11, &e),
+            (10, &f),
+            (11, &g),
+        ];
+        let s = shared_descriptions(&entries);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!((s[0].0, s[0].1, s[0].2.fd.0), (wide(10, 3), 10, 3));
+    }
+
+    #[test]
+    fn a_description_held_by_one_process_is_its_own() {
+        let id = 1 << 63 | 10 << 32 | 3;
+        let (a, b) = (file(3, id), file(4, id));
+        assert!(shared_descriptions(&[(10, &a), (10, &b)]).is_empty());
     }
 }

@@ -173,13 +173,15 @@ fn main() {
         })
         .collect();
     // Pipes between processes of the tree: made once here, inherited by all.
-    let inherited = match fds::share_pipes(&imgs, &tree::shared_pipes(&ends)) {
+    let mut inherited = match fds::share_pipes(&imgs, &tree::shared_pipes(&ends)) {
         Ok(fds) => fds,
         Err(e) => {
             log::error(&format!("the pipes the processes share: {e}"));
             std::process::exit(2);
         }
     };
+    // So are the open file descriptions they share (one offset).
+    inherited.extend(fds::share_descriptions(&imgs));
     let settings = restore::Settings::from_env();
     let restore_one = |i: usize, barrier: &barrier::Barrier| -> std::convert::Infallible {
         restore::run(&imgs[tree.nodes[i].image], &opts, &settings, barrier)

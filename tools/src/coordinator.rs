@@ -561,7 +561,10 @@ fn advance_barrier(sh: &Shared, st: &mut State) {
                 "checkpoint {generation}: barrier: all {n} process(es) suspended in {} ms; write",
                 b.started.elapsed().as_millis()
             ));
-            ToClient::Write { generation }
+            ToClient::Write {
+                generation,
+                peers: Vec::new(),
+            }
         }
         Phase::Suspend => {
             b.phase = Phase::Released;
@@ -580,10 +583,35 @@ fn advance_barrier(sh: &Shared, st: &mut State) {
             ToClient::Release { generation }
         }
     };
-    for id in &b.members {
+    // Write names the members on each receiver's host (shared open
+    // file descriptions are found by comparing with them).
+    let on_host = |host: &str| -> Vec<i32> {
+        b.members
+            .iter()
+            .filter_map(|m| workers.get(m))
+            .filter(|w| w.info.host == host)
+            .map(|w| w.info.vpid)
+            .collect()
+    };
+    let msgs: Vec<(u64, ToClient)> = b
+        .members
+        .iter()
+        .filter_map(|id| {
+            let w = workers.get(id)?;
+            let m = match &msg {
+                ToClient::Write { generation, .. } => ToClient::Write {
+                    generation: *generation,
+                    peers: on_host(&w.info.host),
+                },
+                m => m.clone(),
+            };
+            Some((*id, m))
+        })
+        .collect();
+    for (id, m) in msgs {
         // A member whose connection broke is dropped by its own thread.
-        if let Some(w) = workers.get_mut(id) {
-            send_to(&mut w.out, &msg);
+        if let Some(w) = workers.get_mut(&id) {
+            send_to(&mut w.out, &m);
         }
     }
 }

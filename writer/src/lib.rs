@@ -242,10 +242,11 @@ impl CoordBarrier<'_, '_> {
         let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
         let word = loop {
             match ckpt_protocol::recv::<_, ToClient>(&mut *self.r) {
-                Ok(Some(ToClient::Write { generation }))
+                Ok(Some(ToClient::Write { generation, peers }))
                     if write && generation == self.generation =>
                 {
-                    break BarrierWord::Go
+                    capture::set_peers(peers);
+                    break BarrierWord::Go;
                 }
                 Ok(Some(ToClient::Release { generation }))
                     if !write && generation == self.generation =>

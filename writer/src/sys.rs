@@ -425,6 +425,24 @@ pub fn same_open_file(a: i32, b: i32) -> Option<bool> {
     (r >= 0).then_some(r == 0)
 }
 
+/// Whether our `fd` and process `pid`'s `theirs` are the same open file
+/// description (kcmp KCMP_FILE). Needs ptrace read access to `pid` (the
+/// same user, dumpable; Yama restricts only attaching).
+pub fn same_open_file_as(fd: i32, pid: i32, theirs: i32) -> std::io::Result<bool> {
+    // SAFETY: kcmp compares two descriptors by number; no pointers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            getpid(),
+            pid,
+            0, /* KCMP_FILE */
+            fd,
+            theirs,
+        )
+    };
+    cvt(r as _).map(|r| r == 0)
+}
+
 /// The target of the symbolic link `path` (NUL-terminated) in `buf`; its
 /// length, or None (error, or longer than `buf`).
 pub fn readlink(path: &[u8], buf: &mut [u8]) -> Option<usize> {

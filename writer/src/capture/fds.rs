@@ -204,8 +204,10 @@ pub fn fds(exclude: &[i32], open_files: bool) -> Result<Vec<FdEntry>, FdError> {
     // Pipe and FIFO inodes whose bytes are already stored.
     let mut drained: Vec<u64> = Vec::new();
     let mut out: Vec<FdEntry> = Vec::with_capacity(seen.len());
+    let mut peers = Peers::new(take_peers());
     for (i, s) in seen.iter().enumerate() {
         let kind = kind_of(s, &seen, open_files, &mut drained)?;
+        let ofd_id = ofd_id(&seen, i, &out, &kind, &mut peers);
         out.push(FdEntry {
             fd: Fd(s.fd),
             fd_flags: FdFlags(if s.cloexec {
@@ -213,7 +215,7 @@ pub fn fds(exclude: &[i32], open_files: bool) -> Result<Vec<FdEntry>, FdError> {
             } else {
                 0
             }),
-            ofd_id: ofd_id(&seen, i, &out),
+            ofd_id,
             status_flags: s.status_flags,
             kind,
         });
@@ -225,9 +227,104 @@ fn ino(s: &Seen) -> u64 {
     s.meta.as_ref().map_or(0, |m| m.ino())
 }
 
-/// Descriptors that share an open file description (dup, fork) get the
-/// id of the first of them; others a fresh one.
-fn ofd_id(seen: &[Seen], i: usize, earlier: &[FdEntry]) -> u64 {
+/// The other processes of the computation on this host (virtual pids,
+/// all suspended), from the coordinator's `Write`; taken by the next
+/// capture. Empty when checkpointed alone.
+static PEERS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers the barrier's members for the capture that follows.
+pub fn set_peers(pids: Vec<i32>) {
+    if let Ok(mut p) = PEERS.lock() {
+        *p = pids;
+    }
+}
+
+fn take_peers() -> Vec<i32> {
+    PEERS
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default()
+}
+
+/// The peers with a lower pid than ours, in pid order, each with its fd
+/// numbers (listed when first needed).
+struct Peers {
+    me: i32,
+    lower: Vec<(i32, Option<Vec<i32>>)>,
+}
+
+impl Peers {
+    fn new(mut pids: Vec<i32>) -> Peers {
+        let me = sys::getpid();
+        pids.sort_unstable();
+        pids.dedup();
+        Peers {
+            me,
+            lower: pids
+                .into_iter()
+                .filter(|&p| p > 0 && p < me)
+                .map(|p| (p, None))
+                .collect(),
+        }
+    }
+
+    /// The first (lowest pid, then lowest fd) descriptor of a lower peer
+    /// that is the open file description of our `fd`.
+    fn first_holder(&mut self, fd: i32) -> Option<(i32, i32)> {
+        for (pid, fds) in &mut self.lower {
+            let fds = fds.get_or_insert_with(|| {
+                let path = std::ffi::CString::new(format!("/proc/{pid}/fd")).unwrap_or_default();
+                let mut v = sys::numeric_entries(&path);
+                v.sort_unstable();
+                v
+            });
+            let mut i = 0;
+            while i < fds.len() {
+                match sys::same_open_file_as(fd, *pid, fds[i]) {
+                    Ok(true) => return Some((*pid, fds[i])),
+                    Ok(false) => i += 1,
+                    // Closed by its own writer's capture (a scratch fd).
+                    Err(e) if e.raw_os_error() == Some(libc::EBADF) => i += 1,
+                    Err(e) => {
+                        crate::log!(
+                            "kcmp with pid {pid}: {e}: open file descriptions shared with it \
+                             come back separate"
+                        );
+                        fds.clear();
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Kinds whose open file description a restart opens once for every
+/// process of the tree that holds it (restorer/src/fds.rs).
+fn shared_across_processes(k: &FdKind) -> bool {
+    matches!(
+        k,
+        FdKind::RegularFile { .. }
+            | FdKind::Directory { .. }
+            | FdKind::Device { .. }
+            | FdKind::EventFd { .. }
+            | FdKind::SignalFd { .. }
+            | FdKind::TimerFd { .. }
+            | FdKind::Inotify { .. }
+    )
+}
+
+/// An id of the computation (spec §4.5): bit 63 set, then the virtual
+/// pid and fd number of the description's first holder.
+fn ofd_key(pid: i32, fd: i32) -> u64 {
+    1 << 63 | (pid as u32 as u64 & 0x7fff_ffff) << 32 | fd as u32 as u64
+}
+
+/// Descriptors that share an open file description (dup, fork,
+/// SCM_RIGHTS) get one id in every image of the computation: that of
+/// its first holder, the lowest pid (then fd) among this process and the
+/// peers that hold it (compared by kcmp, which needs no ptrace attach).
+fn ofd_id(seen: &[Seen], i: usize, earlier: &[FdEntry], kind: &FdKind, peers: &mut Peers) -> u64 {
     let s = &seen[i];
     let same_file = |o: &Seen| {
         ino(o) == ino(s) && o.meta.as_ref().map(|m| m.dev()) == s.meta.as_ref().map(|m| m.dev())
@@ -237,7 +334,12 @@ fn ofd_id(seen: &[Seen], i: usize, earlier: &[FdEntry]) -> u64 {
             return earlier[j].ofd_id;
         }
     }
-    ino(s) ^ ((s.fd as u64) << 48)
+    if shared_across_processes(kind) {
+        if let Some((pid, fd)) = peers.first_holder(s.fd) {
+            return ofd_key(pid, fd);
+        }
+    }
+    ofd_key(peers.me, s.fd)
 }
 
 fn kind_of(
