@@ -56,8 +56,13 @@ fn emit(level: &str, msg: &str, to_stderr: bool) {
     let line = format!("ckpt-restore[{}] {level}: {msg}\n", std::process::id());
     let fd = FD.load(Ordering::Relaxed);
     if fd >= 0 {
+        // The file's lines carry CLOCK_MONOTONIC (the clock the writer's
+        // and the programs' own stamps use), so a restart's steps can be
+        // timed across its processes.
+        let t = crate::sys::monotonic_ns();
+        let stamped = format!("{}.{:06} {line}", t / 1_000_000_000, t % 1_000_000_000 / 1000);
         // SAFETY: write from a valid buffer to a raw fd we own.
-        unsafe { libc::write(fd, line.as_ptr() as *const libc::c_void, line.len()) };
+        unsafe { libc::write(fd, stamped.as_ptr() as *const libc::c_void, stamped.len()) };
     }
     if to_stderr {
         let _ = std::io::stderr().write_all(line.as_bytes());

@@ -333,6 +333,11 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
             p.pid.0
         ));
     }
+    // The writer moves its descriptors near the top of the first 1024
+    // (sys::to_high_fd there). Growing the fd table once threads share it
+    // waits for an RCU grace period (expand_fdtable: 8 ms measured here),
+    // so it is grown now, while this process has one thread.
+    sys::grow_fd_table(1023);
     procstate::basics(p);
     // Progress goes to the stderr `ckpt restart` was given, whatever the
     // image's fd 2 becomes (a log file it was redirected to, say).

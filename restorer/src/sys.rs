@@ -439,3 +439,43 @@ pub fn pread_exact(fd: i32, off: u64, buf: &mut [u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// CLOCK_MONOTONIC in nanoseconds, by the raw syscall: the libc's cached
+/// vdso entry point goes stale once the restorer moves the vdso.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the kernel writes one timespec into `now`.
+    unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// Makes the fd table hold descriptors up to `top` (or the soft
+/// RLIMIT_NOFILE, if lower): the kernel never shrinks it again.
+pub fn grow_fd_table(top: i32) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a local struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let top = (lim.rlim_cur.min(top as u64 + 1) as i32) - 1;
+    if top <= 0 {
+        return;
+    }
+    // SAFETY: duplicates fd 0 or any open fd at or above `top`, then closes
+    // the duplicate; no descriptor the process uses is touched (fcntl picks
+    // a free one).
+    unsafe {
+        let probe = libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if probe >= 0 {
+            let n = libc::fcntl(probe, libc::F_DUPFD_CLOEXEC, top);
+            if n >= 0 {
+                libc::close(n);
+            }
+            libc::close(probe);
+        }
+    }
+}

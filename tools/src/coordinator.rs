@@ -717,7 +717,8 @@ pub fn parse_generation_dir(name: &str) -> Option<u64> {
 /// Keeps generation `g`: hard links every image into `ckpt_gen_<g>/`
 /// beside it (the writer's next image replaces the main name by rename,
 /// which leaves the linked inode alone). Returns the images with their
-/// generation paths (the main path where linking failed).
+/// generation paths (the main path where linking failed). The links are
+/// made durable by the caller's directory syncs.
 fn link_generation(sh: &Shared, generation: u64, images: &[ImageRec]) -> Vec<ImageRec> {
     images
         .iter()
@@ -742,11 +743,6 @@ fn link_generation(sh: &Shared, generation: u64, images: &[ImageRec]) -> Vec<Ima
                     let _ = std::fs::remove_file(&link);
                     std::fs::hard_link(p, &link)
                 });
-            let r = r.and_then(|()| {
-                std::fs::File::open(&gdir)
-                    .and_then(|d| d.sync_all())
-                    .and_then(|()| std::fs::File::open(parent).and_then(|d| d.sync_all()))
-            });
             match r {
                 Ok(()) => ImageRec {
                     path: link.display().to_string(),
@@ -822,22 +818,33 @@ fn write_restart_files(
     };
     let json = serde_json::to_string_pretty(&m)? + "\n";
     let gdir = dir.join(generation_dir_name(generation));
+    let script = restart_script(&sh.exe, computation_id, generation, &kept);
+    let mut files = Vec::new();
     if gdir.is_dir() {
-        write_atomic(&gdir.join("ckpt_manifest.json"), json.as_bytes(), 0o600)?;
+        files.push((gdir.join("ckpt_manifest.json"), json.as_bytes(), 0o600));
     }
-    write_atomic(&dir.join("ckpt_manifest.json"), json.as_bytes(), 0o600)?;
-    write_atomic(
-        &dir.join("ckpt_restart_script.sh"),
-        restart_script(&sh.exe, computation_id, generation, &kept).as_bytes(),
-        0o700,
-    )?;
-    // Only now, with the new generation complete and described, may the
-    // oldest one go.
+    files.push((dir.join("ckpt_manifest.json"), json.as_bytes(), 0o600));
+    files.push((dir.join("ckpt_restart_script.sh"), script.as_bytes(), 0o700));
+    write_atomic_all(&files)?;
+    // Every directory whose entries changed: the writers' renames (the
+    // images' directories), the generation links, the files above. Each is
+    // synced once, after everything is in place: the first sync commits
+    // the journal with all of it, the others find little left to do.
     let mut dirs: BTreeSet<PathBuf> = images
         .iter()
         .filter_map(|i| Path::new(&i.path).parent().map(Path::to_path_buf))
         .collect();
     dirs.insert(dir);
+    let synced: BTreeSet<PathBuf> = kept
+        .iter()
+        .filter_map(|i| Path::new(&i.path).parent().map(Path::to_path_buf))
+        .chain(dirs.iter().cloned())
+        .collect();
+    for d in &synced {
+        sync_dir(d)?;
+    }
+    // Only now, with the new generation complete, described and durable,
+    // may the oldest one go.
     prune_generations(sh, generation, &dirs);
     Ok(())
 }
@@ -897,23 +904,35 @@ fn restart_script(exe: &str, computation_id: &str, generation: u64, images: &[Im
     s
 }
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    f.sync_all()
-        .with_context(|| format!("fsync {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+/// Replaces each `(path, data, mode)` by a complete, synced file: every
+/// file is written under a temporary name first and synced only then (one
+/// journal commit carries them all), then renamed into place. The caller
+/// syncs the directories.
+fn write_atomic_all(files: &[(PathBuf, &[u8], u32)]) -> Result<()> {
+    let mut staged = Vec::with_capacity(files.len());
+    for (path, data, mode) in files {
+        let tmp = path.with_extension("tmp-write");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(*mode)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(data)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(*mode))?;
+        staged.push((f, tmp, path));
+    }
+    for (f, tmp, _) in &staged {
+        f.sync_all()
+            .with_context(|| format!("fsync {}", tmp.display()))?;
+    }
+    for (_, tmp, path) in staged {
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    }
+    Ok(())
 }
 
 /// Makes a directory's entries (renames, links) durable: before an older

@@ -264,18 +264,19 @@ fn plan_one(
         let all = kind == RegionKind::Vdso;
         let anon = !m.shared && !matches!(kind, RegionKind::File) && !from_image;
         let npages = ((end - start) / PAGE) as usize;
-        let mut entries = vec![0u64; 4096.min(npages)];
+        let mut flags = vec![0u8; 4096.min(npages)];
         let mut i = 0usize;
         while i < npages {
-            let n = entries.len().min(npages - i);
-            let ok = pagemap.is_some_and(|f| {
-                mem::pread_u64s(f, (start / PAGE + i as u64) * 8, &mut entries[..n])
-            });
-            for (k, &ent) in entries[..n].iter().enumerate() {
-                let e = if ok { ent } else { 1 << 63 };
-                let present = e >> 63 & 1 == 1;
-                let swapped = e >> 62 & 1 == 1;
-                let filepage = e >> 61 & 1 == 1;
+            let n = flags.len().min(npages - i);
+            let ok = pagemap
+                .is_some_and(|f| mem::page_flags(f, start + i as u64 * PAGE, &mut flags[..n]));
+            for (k, &fl) in flags[..n].iter().enumerate() {
+                let fl = if ok { fl } else { mem::page::PRESENT };
+                let present = fl & mem::page::PRESENT != 0;
+                let swapped = fl & mem::page::SWAPPED != 0;
+                let filepage = fl & mem::page::FILE != 0;
+                // Read but never written: the kernel's zero page.
+                let zeropage = fl & mem::page::ZERO != 0;
                 let addr = start + (i + k) as u64 * PAGE;
                 let store = if all {
                     true
@@ -285,6 +286,7 @@ fn plan_one(
                     (present && !filepage) || swapped
                 } else if anon {
                     (present || swapped)
+                        && !zeropage
                         && !if direct {
                             mem::page_is_zero(addr)
                         } else {
