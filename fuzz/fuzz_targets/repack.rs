@@ -1,5 +1,6 @@
-//! Arbitrary bytes that open as an image repack, with every option, into
-//! an image that validates.
+//! Arbitrary bytes that open as an image repack, with every option (and
+//! into every format version this build writes), into an image that
+//! validates.
 #![no_main]
 
 use ckpt_format::{validate_bytes, MappedImage};
@@ -18,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
                     chunk_pages,
                     embed_files: false,
                     by_reference,
+                    format_minor: None,
                 };
                 // Damaged page data is an error, not a bad output.
                 if let Ok((out, _)) = repack_to_vec(&img, &opts) {
@@ -25,6 +27,20 @@ fuzz_target!(|data: &[u8]| {
                     assert!(rep.is_valid(), "{opts:?}: {:?}", rep.problems);
                 }
             }
+        }
+    }
+    // Every format version this build writes: refused (too old for what
+    // the image holds) or valid and of that version.
+    for m in 0..=ckpt_format::FORMAT_MINOR {
+        let opts = RepackOptions {
+            format_minor: Some(m),
+            ..Default::default()
+        };
+        if let Ok((out, _)) = repack_to_vec(&img, &opts) {
+            let rep = validate_bytes(&out);
+            assert!(rep.is_valid(), "{opts:?}: {:?}", rep.problems);
+            let y = MappedImage::from_bytes(out).expect("a valid image opens");
+            assert_eq!(y.version(), (1, m));
         }
     }
 });

@@ -539,8 +539,14 @@ fn repack_and_restart(
         Some(0),
         "repack {opts:?} keeps the memory: {j}"
     );
+    let header: Vec<&serde_json::Value> = j["header"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["field"] != "format")
+        .collect();
+    assert!(header.is_empty(), "repack {opts:?} keeps the header: {j}");
     for k in [
-        "header",
         "process",
         "threads_changed",
         "fds_changed",
@@ -597,6 +603,29 @@ fn repacked_images_restart() {
         "chunk256",
         &["--chunk-pages", "256", "--compress", "zstd"],
     );
+
+    // Into the newest format version this build writes, and back.
+    let newest = format!("1.{}", ckpt_format::FORMAT_MINOR);
+    let from = MappedImage::open(&input).unwrap().version();
+    let from = format!("{}.{}", from.0, from.1);
+    let (newer, sum) = repack_and_restart(&mut c, &input, "newest", &["--format-version", &newest]);
+    assert_eq!(
+        MappedImage::open(&newer).unwrap().version(),
+        (1, ckpt_format::FORMAT_MINOR)
+    );
+    assert_eq!(
+        sum["format"],
+        format!("{from} -> {newest}").as_str(),
+        "{sum}"
+    );
+    let d = image(&["diff", p(&input), p(&newer)], None);
+    assert!(
+        String::from_utf8_lossy(&d.stdout).contains(&format!("format: {from} -> {newest}")),
+        "{}",
+        text(&d)
+    );
+    let (older, _) = repack_and_restart(&mut c, &newer, "oldest", &["--format-version", "1.0"]);
+    assert_eq!(MappedImage::open(&older).unwrap().version(), (1, 0));
 
     // Every file's pages in the image, then the embedded ones (the
     // writer's own library) back to references, and back again.

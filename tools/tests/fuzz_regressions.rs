@@ -37,6 +37,7 @@ fn repack_regressions() {
                         chunk_pages,
                         embed_files: false,
                         by_reference,
+                        format_minor: None,
                     };
                     if let Ok((out, _)) = repack_to_vec(&img, &opts) {
                         let rep = validate_bytes(&out);

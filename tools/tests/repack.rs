@@ -231,7 +231,8 @@ impl FromBytes for std::ffi::OsStr {
     }
 }
 
-/// The metadata repack keeps (file storage aside), as one comparable value.
+/// The metadata repack keeps (file storage and format version aside), as
+/// one comparable value.
 fn comparable(img: &MappedImage) -> String {
     let m = img.metadata();
     let mut regions = m.regions.clone();
@@ -243,7 +244,6 @@ fn comparable(img: &MappedImage) -> String {
     format!(
         "{:?}",
         (
-            m.version,
             &m.header,
             &m.process,
             &m.threads,
@@ -254,7 +254,9 @@ fn comparable(img: &MappedImage) -> String {
                 &m.timers,
                 &m.rlimits,
                 &m.pid_table,
-                &m.socket_peers
+                &m.socket_peers,
+                img.zombies(),
+                img.shared_memory()
             ),
         )
     )
@@ -275,6 +277,7 @@ fn all_options() -> Vec<RepackOptions> {
                     chunk_pages,
                     embed_files,
                     by_reference,
+                    format_minor: None,
                 });
             }
         }
@@ -294,6 +297,7 @@ fn check(bytes: Vec<u8>) {
             comparable(&x) == comparable(&y),
             "{opts:?}: metadata differs"
         );
+        assert_eq!(x.version(), y.version(), "{opts:?}");
         for i in 0..x.regions().len() {
             assert!(
                 memory(&x, i) == memory(&y, i),
@@ -339,11 +343,78 @@ fn check(bytes: Vec<u8>) {
     }
 }
 
+/// Repack of `x` into every format version this build writes: the ones
+/// that can express it give the same image in that version; older ones
+/// are refused naming what they cannot hold.
+fn check_versions(x: &MappedImage) {
+    let needed = minor_for_image(x.fds(), x.zombies(), x.shared_memory());
+    for m in 0..=FORMAT_MINOR {
+        let opts = RepackOptions {
+            format_minor: Some(m),
+            compress: Some(Compression::Zstd(1)),
+            ..Default::default()
+        };
+        match repack::repack_to_vec(x, &opts) {
+            Ok((out, sum)) => {
+                assert!(
+                    m >= needed,
+                    "1.{m} cannot hold an image that needs 1.{needed}"
+                );
+                assert!(validate_bytes(&out).is_valid(), "1.{m}");
+                let y = MappedImage::from_bytes(out).unwrap();
+                assert_eq!(y.version(), (1, m));
+                assert_eq!(sum.format.is_some(), x.version() != (1, m));
+                assert!(comparable(x) == comparable(&y), "1.{m}: metadata differs");
+                for i in 0..x.regions().len() {
+                    assert!(memory(x, i) == memory(&y, i), "1.{m}: region {i} differs");
+                }
+                // And back to the lowest version.
+                let (back, _) = repack::repack_to_vec(&y, &RepackOptions::default()).unwrap();
+                let z = MappedImage::from_bytes(back).unwrap();
+                assert_eq!(z.version(), (1, needed));
+                assert!(comparable(x) == comparable(&z));
+            }
+            Err(e) => {
+                assert!(m < needed, "1.{m}: {e:#}");
+                assert!(format!("{e:#}").contains("cannot write format"), "{e:#}");
+            }
+        }
+    }
+}
+
+#[test]
+fn format_versions_convert_up_and_refuse_down() {
+    let mut s = sample::full();
+    s.regions[0].backing.as_mut().unwrap().file = host_file().clone();
+    check_versions(&MappedImage::from_bytes(s.encode().unwrap()).unwrap());
+    s.zombies = vec![Zombie {
+        pid: Pid(4242),
+        status: 7 << 8,
+    }];
+    let x = MappedImage::from_bytes(s.encode().unwrap()).unwrap();
+    assert_eq!(x.version(), (1, 2));
+    check_versions(&x);
+    let err = repack::repack_to_vec(
+        &x,
+        &RepackOptions {
+            format_minor: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("1 unreaped children (ZOMBIES: 1.2)"),
+        "{err:#}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
     fn repack_keeps_metadata_and_memory(v in variation()) {
-        check(build(&v));
+        let bytes = build(&v);
+        check_versions(&MappedImage::from_bytes(bytes.clone()).unwrap());
+        check(bytes);
     }
 }
 

@@ -281,6 +281,17 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
         );
     }
     d.header.extend(fields("host.", &ha.host, &hb.host, &[]));
+    let (va, vb) = (a.version(), b.version());
+    if va != vb {
+        d.header.insert(
+            0,
+            FieldChange {
+                field: "format".into(),
+                a: format!("{}.{}", va.0, va.1),
+                b: format!("{}.{}", vb.0, vb.1),
+            },
+        );
+    }
     d.process = fields("", a.process(), b.process(), &[]);
 
     let ta: BTreeMap<i32, _> = a.threads().iter().map(|t| (t.tid.0, t)).collect();

@@ -84,6 +84,11 @@ pub enum ImageCmd {
         /// Drop stored pages of private file mappings equal to the file.
         #[arg(long)]
         by_reference: bool,
+        /// Write format 1.N (1.0 to the newest this build knows); default:
+        /// the oldest that can express the image. Refused when the image
+        /// holds what 1.N cannot express.
+        #[arg(long, value_name = "1.N", value_parser = repack::parse_format_version)]
+        format_version: Option<u16>,
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -143,6 +148,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
             chunk_pages,
             embed_files,
             by_reference,
+            format_version,
             json,
         } => {
             let opts = repack::RepackOptions {
@@ -150,6 +156,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                 chunk_pages,
                 embed_files,
                 by_reference,
+                format_minor: format_version,
             };
             repack::run(&input, &output, &opts, json)
         }

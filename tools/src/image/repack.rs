@@ -58,6 +58,50 @@ pub struct RepackOptions {
     pub embed_files: bool,
     /// Drop stored pages of private file regions that equal the file.
     pub by_reference: bool,
+    /// Format minor version of the output (1.`n`, at most
+    /// [`ckpt_format::FORMAT_MINOR`]); `None`: the lowest one that can
+    /// express the image (spec §9.1). A version too old for what the image
+    /// holds is refused, never written by dropping it.
+    pub format_minor: Option<u16>,
+}
+
+/// Parses `--format-version`: `1.N` (or `N`).
+pub fn parse_format_version(s: &str) -> Result<u16, String> {
+    let minor = s.strip_prefix("1.").unwrap_or(s);
+    match minor.parse::<u16>() {
+        Ok(m) if m <= ckpt_format::FORMAT_MINOR => Ok(m),
+        _ => Err(format!(
+            "--format-version takes 1.0 to 1.{} (the versions this build writes), not {s}",
+            ckpt_format::FORMAT_MINOR
+        )),
+    }
+}
+
+/// What of the image needs format 1.`minor` or later, for an error.
+fn newer_features(img: &MappedImage, minor: u16) -> Vec<String> {
+    let mut v = Vec::new();
+    for f in img.fds() {
+        if f.kind.min_minor() > minor {
+            v.push(format!(
+                "fd {} (a timerfd with settime flags or ticks: 1.{})",
+                f.fd.0,
+                f.kind.min_minor()
+            ));
+        }
+    }
+    if !img.zombies().is_empty() && minor < 2 {
+        v.push(format!(
+            "{} unreaped children (ZOMBIES: 1.2)",
+            img.zombies().len()
+        ));
+    }
+    if !img.shared_memory().is_empty() && minor < 3 {
+        v.push(format!(
+            "{} shared-memory mappings (SHARED_MEMORY: 1.3)",
+            img.shared_memory().len()
+        ));
+    }
+    v
 }
 
 /// What `repack` did (the `--json` summary, schema `ckpt-repack/1`).
@@ -85,6 +129,8 @@ pub struct RepackSummary {
     pub records_dropped: Vec<u16>,
     /// Things a user should know (a file that could not be referenced, ...).
     pub warnings: Vec<String>,
+    /// `1.x -> 1.y` when the output's format version is not the input's.
+    pub format: Option<String>,
 }
 
 /// A file of this host opened because its identity matches the image's.
@@ -307,7 +353,23 @@ pub fn repack<W: Write>(
         modes.push(mode);
     }
 
-    let minor = ckpt_format::minor_for_image(img.fds(), img.zombies(), img.shared_memory());
+    let needed = ckpt_format::minor_for_image(img.fds(), img.zombies(), img.shared_memory());
+    let minor = match opts.format_minor {
+        None => needed,
+        Some(m) if m > ckpt_format::FORMAT_MINOR => bail!(
+            "format 1.{m} is newer than this build writes (1.{})",
+            ckpt_format::FORMAT_MINOR
+        ),
+        Some(m) if m < needed => bail!(
+            "cannot write format 1.{m}: the image holds what 1.{m} cannot express: {}",
+            newer_features(img, m).join(", ")
+        ),
+        Some(m) => m,
+    };
+    let (_, from_minor) = img.version();
+    if from_minor != minor {
+        sum.format = Some(format!("1.{from_minor} -> 1.{minor}"));
+    }
     let mut enc = Encoder::with_minor(out, img.header(), minor)?;
     enc.process(img.process())?;
     for t in img.threads() {
@@ -559,6 +621,9 @@ pub fn render(sum: &RepackSummary, input: &str, output: &str) -> String {
         sum.pages_out,
         super::inspect::human(sum.stored_bytes_out)
     );
+    if let Some(f) = &sum.format {
+        s.push_str(&format!("  format {f}\n"));
+    }
     if sum.pages_embedded > 0 {
         s.push_str(&format!(
             "  {} pages embedded from files\n",
