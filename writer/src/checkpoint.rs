@@ -343,6 +343,7 @@ fn restarted() {
     alloc::init_scratch();
     compress::cache::forget();
     config::apply_restart(&ri);
+    crate::jobctl::after_restart();
     log!(
         "restarted (restart #{}): {} of {} threads arrived",
         ri.restarted,
@@ -572,6 +573,7 @@ fn write_to(
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
     exclude.extend(config::own_fds());
     exclude.push(crate::mem::PROC_MEM.load(Ordering::Relaxed));
+    crate::jobctl::capture();
     let fds =
         capture::fds(&exclude, req.open_files || cfg.open_files).map_err(|e| e.to_string())?;
     if let Some(e) = crate::signals::overflow() {
