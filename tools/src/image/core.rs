@@ -6,6 +6,7 @@
 //! the same file; a by-reference region with nothing stored gets
 //! `p_filesz = 0`, and gdb reads it from the file named in NT_FILE.
 
+use super::progress::Progress;
 use super::repack::{open_identical, open_image};
 use anyhow::Context;
 use ckpt_format::{FileStorage, GpRegs, MappedImage, Prot, Region, Thread, ThreadFlags};
@@ -166,7 +167,12 @@ fn pflags(p: Prot) -> u32 {
 
 /// Writes region `i` at the current position of `out`: absent pages from
 /// the file of a by-reference region when it is unchanged, else zeros.
-fn write_region(img: &MappedImage, i: usize, out: &mut std::fs::File) -> anyhow::Result<()> {
+fn write_region(
+    img: &MappedImage,
+    i: usize,
+    out: &mut std::fs::File,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
     let r = &img.regions()[i];
     let ps = img.page_size();
     let len = r.end.0 - r.start.0;
@@ -195,6 +201,7 @@ fn write_region(img: &MappedImage, i: usize, out: &mut std::fs::File) -> anyhow:
         img.read_chunk(c, &mut buf)
             .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
         out.write_all_at(&buf, base + (c.meta.addr.0 - r.start.0))?;
+        progress.add(buf.len() as u64);
     }
     out.seek(SeekFrom::Start(base + len))?;
     Ok(())
@@ -254,12 +261,15 @@ pub fn write_core(img: &MappedImage, out: &mut std::fs::File) -> anyhow::Result<
     out.write_all(&eh)?;
     out.write_all(&ph)?;
     out.write_all(&notes)?;
+    let total = img.chunks().iter().map(|c| c.meta.pages as u64 * ps).sum();
+    let mut progress = Progress::new("core", total);
     for (i, &o) in offsets.iter().enumerate() {
         if stored_len(img, i) > 0 {
             out.seek(SeekFrom::Start(o))?;
-            write_region(img, i, out)?;
+            write_region(img, i, out, &mut progress)?;
         }
     }
+    drop(progress);
     out.set_len(off.max(notes_off + notes.len() as u64))?;
     Ok(())
 }
@@ -278,13 +288,35 @@ pub fn run(image: &Path, output: &Path) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot create {}", output.display()))?;
     write_core(&img, &mut f)?;
     f.sync_all()?;
-    eprintln!(
-        "wrote {} ({} threads, {} regions); open it with: gdb {} {}",
-        output.display(),
+    eprint!("{}", render(&img, &output.display().to_string()));
+    Ok(0)
+}
+
+/// What `core` says once the file is written: what it holds, what the
+/// image leaves to files, and how to open it.
+pub fn render(img: &MappedImage, output: &str) -> String {
+    // By-reference files that are not here (or differ): gdb reads their
+    // pages from the file itself, the core has zeros where it could not.
+    let mut missing: Vec<String> = Vec::new();
+    for b in img.regions().iter().filter_map(|r| r.backing.as_ref()) {
+        let path = String::from_utf8_lossy(&b.file.path).into_owned();
+        if b.storage == FileStorage::ByReference
+            && !missing.contains(&path)
+            && open_identical(&b.file).is_err()
+        {
+            missing.push(path);
+        }
+    }
+    let mut s = format!(
+        "wrote {output} ({} threads, {} regions); open it with: gdb {} {output}\n",
         img.threads().len(),
         img.regions().len(),
         String::from_utf8_lossy(&img.process().exe),
-        output.display()
     );
-    Ok(0)
+    for p in missing {
+        s.push_str(&format!(
+            "  note: {p} is not here or changed: the core lacks the pages the image leaves to it\n"
+        ));
+    }
+    s
 }

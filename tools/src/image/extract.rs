@@ -5,6 +5,7 @@
 //! when not), zeros elsewhere.
 
 use super::memory::RegionMemory;
+use super::progress::Progress;
 use super::repack::open_image;
 use anyhow::{bail, Context};
 use ckpt_format::{MappedImage, Region};
@@ -41,9 +42,21 @@ pub fn write_region(
     i: usize,
     out: &mut dyn Write,
 ) -> anyhow::Result<(u64, u64)> {
+    let r = &img.regions()[i];
+    let mut progress = Progress::new("extract", r.end.0 - r.start.0);
+    write_region_counted(img, i, out, &mut progress)
+}
+
+/// [`write_region`], counted in `progress` (several regions, one line).
+fn write_region_counted(
+    img: &MappedImage,
+    i: usize,
+    out: &mut dyn Write,
+    progress: &mut Progress,
+) -> anyhow::Result<(u64, u64)> {
     let r: &Region = &img.regions()[i];
     let mut m = RegionMemory::new(img, i);
-    let unknown = m.write(r.start.0, r.end.0, out)?;
+    let unknown = m.write(r.start.0, r.end.0, out, progress)?;
     warn_unknown(&m, unknown);
     Ok((r.end.0 - r.start.0, unknown))
 }
@@ -93,15 +106,18 @@ pub fn run(
     let img = open_image(path)?;
     if let Some(dir) = all {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let total = img.regions().iter().map(|r| r.end.0 - r.start.0).sum();
+        let mut progress = Progress::new("extract", total);
         for (i, r) in img.regions().iter().enumerate() {
             let p = dir.join(file_name(i, r));
             let mut f = std::io::BufWriter::new(
                 std::fs::File::create(&p)
                     .with_context(|| format!("cannot create {}", p.display()))?,
             );
-            write_region(&img, i, &mut f)?;
+            write_region_counted(&img, i, &mut f, &mut progress)?;
             f.flush()?;
         }
+        drop(progress);
         eprintln!(
             "extracted {} regions into {}",
             img.regions().len(),
@@ -162,6 +178,7 @@ pub fn write_range(
 ) -> anyhow::Result<(u64, u64)> {
     let mut unmapped = 0;
     let mut pos = start;
+    let mut progress = Progress::new("extract", end - start);
     let mut regions: Vec<(usize, &Region)> = img.regions().iter().enumerate().collect();
     regions.sort_by_key(|(_, r)| r.start);
     let zeros = vec![0u8; 1 << 16];
@@ -184,7 +201,7 @@ pub fn write_range(
         }
         let stop = end.min(r.end.0);
         let mut m = RegionMemory::new(img, i);
-        let unknown = m.write(pos, stop, out)?;
+        let unknown = m.write(pos, stop, out, &mut progress)?;
         warn_unknown(&m, unknown);
         pos = stop;
     }
@@ -193,6 +210,16 @@ pub fn write_range(
         unmapped += end - pos;
     }
     Ok((end - start, unmapped))
+}
+
+/// What `extract --range` says on stderr: nothing when every byte is
+/// mapped in the image.
+pub fn range_summary(n: u64, unmapped: u64) -> String {
+    if unmapped == 0 {
+        String::new()
+    } else {
+        format!("{n} bytes; {unmapped} of them unmapped in the image, written as zeros\n")
+    }
 }
 
 /// Regions whose mapping name is `name` or whose path's basename is.
@@ -226,9 +253,7 @@ pub fn run_select(
         let (a, b) = parse_range(r)?;
         let (n, unmapped) = write_range(&img, a, b, &mut sink)?;
         sink.flush()?;
-        if unmapped > 0 {
-            eprintln!("{n} bytes; {unmapped} of them unmapped in the image, written as zeros");
-        }
+        eprint!("{}", range_summary(n, unmapped));
         return Ok(0);
     }
     let Some(name) = name else {
@@ -238,9 +263,15 @@ pub fn run_select(
     if found.is_empty() {
         bail!("no region is named {name}");
     }
-    for i in &found {
-        write_region(&img, *i, &mut sink)?;
+    let total = found
+        .iter()
+        .map(|&i| img.regions()[i].end.0 - img.regions()[i].start.0)
+        .sum();
+    let mut progress = Progress::new("extract", total);
+    for &i in &found {
+        write_region_counted(&img, i, &mut sink, &mut progress)?;
     }
+    drop(progress);
     sink.flush()?;
     if found.len() > 1 {
         eprintln!(

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod extract;
 pub mod inspect;
 pub mod memory;
+pub mod progress;
 pub mod repack;
 pub mod validate;
 
