@@ -462,13 +462,16 @@ pub fn check(img: &MappedImage, host: &HostInfo) -> HostReport {
             format!("missing here: {}", missing.join(" ")),
         );
     }
+    // One check per file (a library is mapped as four or five regions).
+    let mut seen: Vec<&ckpt_format::FileIdentity> = Vec::new();
     for r in img.regions() {
         let Some(b) = r.backing.as_ref() else {
             continue;
         };
-        if b.storage != FileStorage::ByReference {
+        if b.storage != FileStorage::ByReference || seen.contains(&&b.file) {
             continue;
         }
+        seen.push(&b.file);
         let name = format!("file {}", String::from_utf8_lossy(&b.file.path));
         match file_mismatch(&b.file) {
             None => add(&name, Status::Ok, "same file (inode, size, mtime)".into()),
