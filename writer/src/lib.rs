@@ -15,7 +15,6 @@ pub mod config;
 pub mod ctx;
 pub mod inotify;
 pub mod interpose;
-pub mod jobctl;
 pub mod mem;
 pub mod procstate;
 pub mod signals;

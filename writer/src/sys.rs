@@ -1,5 +1,7 @@
 //! Raw syscalls and the log: async-signal-safe, no allocation, no libc locks.
 
+/// Residency of shared memory pages.
+pub mod shm;
 /// Terminal ioctls.
 pub mod tty;
 
@@ -423,20 +425,6 @@ pub fn same_open_file(a: i32, b: i32) -> Option<bool> {
         libc::syscall(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b)
     };
     (r >= 0).then_some(r == 0)
-}
-
-/// Whether this process is a child subreaper (PR_GET_CHILD_SUBREAPER).
-pub fn child_subreaper() -> bool {
-    let mut v: libc::c_int = 0;
-    // SAFETY: the kernel writes one int at &v.
-    let r = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut v as *mut libc::c_int) };
-    r == 0 && v != 0
-}
-
-/// Makes this process a child subreaper again.
-pub fn set_child_subreaper() -> std::io::Result<()> {
-    // SAFETY: plain prctl without pointers.
-    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } as _).map(|_| ())
 }
 
 /// Whether our `fd` and process `pid`'s `theirs` are the same open file
