@@ -125,8 +125,7 @@ static long reap(pid_t pid) {
 static int static_parent(const char *prog) {
     pid_t c = fork();
     if (c == 0) {
-        char *args[] = {(char *)prog, (char *)stopfile, NULL};
-        execv(prog, args);
+        execl(prog, prog, stopfile, (char *)NULL);
         _exit(127);
     }
     printf("started static child pid=%d\n", c);

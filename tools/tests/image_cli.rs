@@ -290,3 +290,98 @@ fn validate_accepts_the_goldens_and_rejects_every_corrupted_variant() {
     assert_eq!(o.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An image with 80 MiB of stored pages (zstd, so the file is small).
+fn big_image(dir: &Path) -> PathBuf {
+    use ckpt_format::{Addr, Prot, Region, RegionKind};
+    let mut s = ckpt_format::sample::tiny();
+    let start = 0x7f00_0000_0000u64;
+    let mib = 1u64 << 20;
+    s.regions.push(Region {
+        start: Addr(start),
+        end: Addr(start + 80 * mib),
+        prot: Prot(Prot::READ | Prot::WRITE),
+        kind: RegionKind::Anon,
+        ..Default::default()
+    });
+    let r = (s.regions.len() - 1) as u32;
+    for k in 0..80u64 {
+        s.chunks
+            .push((r, start + k * mib, vec![(k as u8) | 1; mib as usize], true));
+    }
+    let p = dir.join("big.ckpt");
+    std::fs::write(&p, s.encode().unwrap()).unwrap();
+    p
+}
+
+/// `ckpt ARGS` with a terminal on stdin, stdout and stderr (script(1));
+/// everything it wrote.
+fn on_a_terminal(args: &[&str]) -> String {
+    let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_ckpt"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let o = Command::new("script")
+        .args(["-qfec", &line.join(" "), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux; scripts/test.sh installs it)");
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn progress_on_a_terminal_only_for_large_images() {
+    let dir = tempdir("progress");
+    let big = big_image(&dir);
+    let b = big.to_str().unwrap();
+    let out = dir.join("out.ckpt");
+    let core = dir.join("big.core");
+    let x = dir.join("x.bin");
+    let runs: [(&str, Vec<&str>); 4] = [
+        ("repack", vec!["image", "repack", b, out.to_str().unwrap()]),
+        ("diff", vec!["image", "diff", b, b]),
+        (
+            "core",
+            vec!["image", "core", b, "-o", core.to_str().unwrap()],
+        ),
+        (
+            "extract",
+            vec![
+                "image",
+                "extract",
+                b,
+                "--range",
+                "7f0000000000-7f0005000000",
+                "-o",
+                x.to_str().unwrap(),
+            ],
+        ),
+    ];
+    for (what, args) in &runs {
+        let tty = on_a_terminal(args);
+        assert!(
+            tty.contains(&format!("\r{what}: ")) && tty.contains("MiB / 80.0 MiB ("),
+            "{what} shows progress on a terminal: {tty:?}"
+        );
+        assert!(
+            tty.contains("\r\x1b[K"),
+            "{what} erases its progress line: {tty:?}"
+        );
+        let piped = ckpt(args, &[]);
+        let err = String::from_utf8_lossy(&piped.stderr);
+        assert!(
+            !err.contains(&format!("{what}: ")) && !err.contains('\r'),
+            "{what}: no progress without a terminal: {err:?}"
+        );
+    }
+    // A small image shows none, even on a terminal.
+    let tiny = golden("v1-tiny.ckpt");
+    let t = tiny.to_str().unwrap();
+    let tty = on_a_terminal(&["image", "diff", t, t]);
+    assert!(!tty.contains('\r') || !tty.contains("diff: "), "{tty:?}");
+}

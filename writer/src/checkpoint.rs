@@ -196,6 +196,7 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
 pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) -> Outcome {
     let signo = suspend::SIGNO.load(Ordering::Relaxed);
     let t0 = std::time::Instant::now();
+    crate::ensure_workers();
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
         return Outcome::Failed(e);
@@ -343,6 +344,7 @@ fn restarted() {
     alloc::init_scratch();
     compress::cache::forget();
     config::apply_restart(&ri);
+    crate::jobctl::after_restart();
     log!(
         "restarted (restart #{}): {} of {} threads arrived",
         ri.restarted,
@@ -572,14 +574,14 @@ fn write_to(
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
     exclude.extend(config::own_fds());
     exclude.push(crate::mem::PROC_MEM.load(Ordering::Relaxed));
+    crate::jobctl::capture();
     let fds =
         capture::fds(&exclude, req.open_files || cfg.open_files).map_err(|e| e.to_string())?;
     if let Some(e) = crate::signals::overflow() {
         return Err(e);
     }
     let threads = thread_records(pid);
-    let mut regions = capture::plan_regions(&[alloc::scratch_range(), cache::range()], MAX_CHUNK);
-    let shared = capture::shared_memory(&mut regions, MAX_CHUNK);
+    let regions = capture::plan_regions(&[alloc::scratch_range(), cache::range()], MAX_CHUNK);
     let vdso = regions
         .iter()
         .find(|r| r.region.kind == RegionKind::Vdso)
@@ -614,9 +616,8 @@ fn write_to(
     };
     let bw = std::io::BufWriter::with_capacity(1 << 20, file);
     let err = |e: ckpt_format::Error| format!("write {tmp}: {e}");
-    let mut zombies = capture::zombies();
-    crate::exec::record_outsiders(&mut zombies);
-    let minor = ckpt_format::minor_for_image(&fds, &zombies, &shared);
+    let zombies = capture::zombies();
+    let minor = ckpt_format::minor_for(&fds, &zombies);
     let mut enc = Encoder::with_minor(bw, &header, minor).map_err(err)?;
     enc.process(&process).map_err(err)?;
     for t in &threads {
@@ -672,9 +673,6 @@ fn write_to(
     .map_err(err)?;
     if !zombies.is_empty() {
         enc.zombies(&zombies).map_err(err)?;
-    }
-    if !shared.is_empty() {
-        enc.shared_memory(&shared).map_err(err)?;
     }
 
     let meta = |j: &Job| ChunkMeta {

@@ -1,7 +1,5 @@
 //! Raw syscalls and the log: async-signal-safe, no allocation, no libc locks.
 
-/// Residency of shared memory pages.
-pub mod shm;
 /// Terminal ioctls.
 pub mod tty;
 
@@ -174,9 +172,12 @@ impl std::fmt::Write for LineBuf {
 
 /// Writes one line to the log (no allocation).
 pub fn log_args(args: std::fmt::Arguments<'_>) {
-    let fd = LOG_FD.load(Ordering::Relaxed);
+    let mut fd = LOG_FD.load(Ordering::Relaxed);
     if fd < 0 {
-        return;
+        fd = crate::config::open_pending_log();
+        if fd < 0 {
+            return;
+        }
     }
     let mut lb = LineBuf::new();
     let _ = std::fmt::Write::write_fmt(&mut lb, format_args!("[{}] ", gettid()));
@@ -427,6 +428,20 @@ pub fn same_open_file(a: i32, b: i32) -> Option<bool> {
     (r >= 0).then_some(r == 0)
 }
 
+/// Whether this process is a child subreaper (PR_GET_CHILD_SUBREAPER).
+pub fn child_subreaper() -> bool {
+    let mut v: libc::c_int = 0;
+    // SAFETY: the kernel writes one int at &v.
+    let r = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut v as *mut libc::c_int) };
+    r == 0 && v != 0
+}
+
+/// Makes this process a child subreaper again.
+pub fn set_child_subreaper() -> std::io::Result<()> {
+    // SAFETY: plain prctl without pointers.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } as _).map(|_| ())
+}
+
 /// Whether our `fd` and process `pid`'s `theirs` are the same open file
 /// description (kcmp KCMP_FILE). Needs ptrace read access to `pid` (the
 /// same user, dumpable; Yama restricts only attaching).
@@ -460,4 +475,29 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> Option<usize> {
         )
     };
     (n >= 0 && (n as usize) < buf.len()).then_some(n as usize)
+}
+
+/// Opens (creating, mode 0600, append) the log file `path`, creating its
+/// directory (one level, 0700) if missing, and moves it to a high fd.
+/// Raw syscalls only: the first line logged may come from a signal handler.
+pub fn open_log_file(path: &std::ffi::CStr) -> i32 {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    // SAFETY: path is NUL-terminated.
+    let mut fd = unsafe { libc::open(path.as_ptr(), flags, 0o600) };
+    if fd < 0 {
+        let bytes = path.to_bytes();
+        if let Some(slash) = bytes.iter().rposition(|&b| b == b'/') {
+            let mut dir = [0u8; 4096];
+            if slash > 0 && slash < dir.len() {
+                dir[..slash].copy_from_slice(&bytes[..slash]);
+                // SAFETY: `dir` is NUL-terminated (zero-filled past slash);
+                // then the same open as above.
+                fd = unsafe {
+                    libc::mkdir(dir.as_ptr() as *const libc::c_char, 0o700);
+                    libc::open(path.as_ptr(), flags, 0o600)
+                };
+            }
+        }
+    }
+    to_high_fd(fd)
 }

@@ -163,7 +163,6 @@ impl Conn {
                 generation: g,
                 path,
                 bytes,
-                ..
             }) if g == generation => {
                 eprintln!("generation {g}: image {path}: {bytes} bytes");
                 path

@@ -6,6 +6,7 @@
 //! the same file; a by-reference region with nothing stored gets
 //! `p_filesz = 0`, and gdb reads it from the file named in NT_FILE.
 
+use super::progress::Progress;
 use super::repack::{open_identical, open_image};
 use anyhow::Context;
 use ckpt_format::{FileStorage, GpRegs, MappedImage, Prot, Region, Thread, ThreadFlags};
@@ -166,7 +167,12 @@ fn pflags(p: Prot) -> u32 {
 
 /// Writes region `i` at the current position of `out`: absent pages from
 /// the file of a by-reference region when it is unchanged, else zeros.
-fn write_region(img: &MappedImage, i: usize, out: &mut std::fs::File) -> anyhow::Result<()> {
+fn write_region(
+    img: &MappedImage,
+    i: usize,
+    out: &mut std::fs::File,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
     let r = &img.regions()[i];
     let ps = img.page_size();
     let len = r.end.0 - r.start.0;
@@ -195,6 +201,7 @@ fn write_region(img: &MappedImage, i: usize, out: &mut std::fs::File) -> anyhow:
         img.read_chunk(c, &mut buf)
             .with_context(|| format!("chunk at {:#x}", c.meta.addr.0))?;
         out.write_all_at(&buf, base + (c.meta.addr.0 - r.start.0))?;
+        progress.add(buf.len() as u64);
     }
     out.seek(SeekFrom::Start(base + len))?;
     Ok(())
@@ -254,17 +261,20 @@ pub fn write_core(img: &MappedImage, out: &mut std::fs::File) -> anyhow::Result<
     out.write_all(&eh)?;
     out.write_all(&ph)?;
     out.write_all(&notes)?;
+    let total = img.chunks().iter().map(|c| c.meta.pages as u64 * ps).sum();
+    let mut progress = Progress::new("core", total);
     for (i, &o) in offsets.iter().enumerate() {
         if stored_len(img, i) > 0 {
             out.seek(SeekFrom::Start(o))?;
-            write_region(img, i, out)?;
+            write_region(img, i, out, &mut progress)?;
         }
     }
+    drop(progress);
     out.set_len(off.max(notes_off + notes.len() as u64))?;
     Ok(())
 }
 
-pub fn run(image: &Path, output: &Path) -> anyhow::Result<i32> {
+pub fn run(image: &Path, output: &Path, as_json: bool) -> anyhow::Result<i32> {
     let img = open_image(image)?;
     if img.header().arch != 62 {
         anyhow::bail!("core files are written for x86_64 images only");
@@ -278,13 +288,60 @@ pub fn run(image: &Path, output: &Path) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot create {}", output.display()))?;
     write_core(&img, &mut f)?;
     f.sync_all()?;
-    eprintln!(
-        "wrote {} ({} threads, {} regions); open it with: gdb {} {}",
-        output.display(),
+    let out = output.display().to_string();
+    if as_json {
+        let v = to_json(&img, &image.display().to_string(), &out);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        eprint!("{}", render(&img, &out));
+    }
+    Ok(0)
+}
+
+/// By-reference files that are absent or changed here: the core has
+/// zeros where the image leaves pages to them (gdb reads a region with no
+/// stored page from the file itself, when it is there).
+pub fn missing_files(img: &MappedImage) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    for b in img.regions().iter().filter_map(|r| r.backing.as_ref()) {
+        let path = String::from_utf8_lossy(&b.file.path).into_owned();
+        if b.storage == FileStorage::ByReference
+            && !missing.contains(&path)
+            && open_identical(&b.file).is_err()
+        {
+            missing.push(path);
+        }
+    }
+    missing
+}
+
+/// What `core --json` prints (schema `ckpt-core/1`, spec/tools-json.md).
+pub fn to_json(img: &MappedImage, image: &str, output: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "ckpt-core/1",
+        "image": image,
+        "output": output,
+        "exe": String::from_utf8_lossy(&img.process().exe),
+        "threads": img.threads().iter().map(|t| t.tid.0).collect::<Vec<_>>(),
+        "regions": img.regions().len(),
+        "missing_files": missing_files(img),
+    })
+}
+
+/// What `core` says once the file is written: what it holds, what the
+/// image leaves to files that are not here, and how to open it.
+pub fn render(img: &MappedImage, output: &str) -> String {
+    let missing = missing_files(img);
+    let mut s = format!(
+        "wrote {output} ({} threads, {} regions); open it with: gdb {} {output}\n",
         img.threads().len(),
         img.regions().len(),
         String::from_utf8_lossy(&img.process().exe),
-        output.display()
     );
-    Ok(0)
+    for p in missing {
+        s.push_str(&format!(
+            "  note: {p} is not here or changed: the core lacks the pages the image leaves to it\n"
+        ));
+    }
+    s
 }

@@ -7,7 +7,8 @@
 
 use super::inspect::{perms, utc};
 use super::memory::{reference, RegionMemory, Source};
-use super::repack::{open_image, Progress};
+use super::progress::Progress;
+use super::repack::open_image;
 use ckpt_format::{FdEntry, MappedImage, Region};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -187,11 +188,37 @@ fn region_ref(r: &Region) -> RegionRef {
 /// the pages either image stores, or, when the two regions do not mean
 /// the same by an absent page (one by reference, the other not, or
 /// another file), every page of both.
+/// The addresses of the pages to compare between region `ia` of A and
+/// region `ib` of B (see [`pages`]).
+fn page_addrs(a: &MappedImage, ia: usize, b: &MappedImage, ib: usize) -> Vec<u64> {
+    let (ra, rb) = (&a.regions()[ia], &b.regions()[ib]);
+    let ps = a.page_size();
+    let stored = |img: &MappedImage, i: usize| -> Vec<u64> {
+        img.chunks()
+            .iter()
+            .filter(|c| c.meta.region as usize == i)
+            .flat_map(|c| (0..c.meta.pages as u64).map(move |k| c.meta.addr.0 + k * ps))
+            .collect()
+    };
+    let mut addrs: Vec<u64> = if reference(ra) == reference(rb) {
+        let mut v = stored(a, ia);
+        v.extend(stored(b, ib));
+        v
+    } else {
+        let end = ra.end.0.max(rb.end.0);
+        (ra.start.0..end).step_by(ps as usize).collect()
+    };
+    addrs.sort_unstable();
+    addrs.dedup();
+    addrs
+}
+
 fn pages(
     a: &MappedImage,
     ia: usize,
     b: &MappedImage,
     ib: usize,
+    addrs: Vec<u64>,
     progress: &mut Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<PageDiff> {
@@ -203,15 +230,6 @@ fn pages(
     };
     let ps = a.page_size();
     let (mut ra, mut rb) = (RegionMemory::new(a, ia), RegionMemory::new(b, ib));
-    let (fa, fb) = (reference(ra.region()), reference(rb.region()));
-    let mut addrs: Vec<u64> = if fa == fb {
-        ra.stored_addrs().chain(rb.stored_addrs()).collect()
-    } else {
-        let end = ra.region().end.0.max(rb.region().end.0);
-        (r.start.0..end).step_by(ps as usize).collect()
-    };
-    addrs.sort_unstable();
-    addrs.dedup();
     let (mut pa, mut pb) = (vec![0u8; ps as usize], vec![0u8; ps as usize]);
     let (mut unknown_a, mut unknown_b) = (false, false);
     let inside = |m: &RegionMemory, addr: u64| addr < m.region().end.0;
@@ -335,12 +353,15 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
             .collect()
     };
     let (sa, sb) = (by_start(a), by_start(b));
-    let total: u64 = a
-        .chunks()
+    // The pages to compare first, for the progress's total.
+    let mut plan: BTreeMap<u64, Vec<u64>> = sa
         .iter()
-        .chain(b.chunks())
-        .map(|c| c.meta.pages as u64 * a.page_size())
-        .sum();
+        .filter_map(|(start, &ia)| {
+            let ib = *sb.get(start)?;
+            Some((*start, page_addrs(a, ia, b, ib)))
+        })
+        .collect();
+    let total = plan.values().map(|v| v.len() as u64).sum::<u64>() * a.page_size();
     let mut progress = Progress::new("diff", total);
     for (start, &ia) in &sa {
         let ra = &a.regions()[ia];
@@ -366,7 +387,8 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
                 fields: f,
             });
         }
-        let p = pages(a, ia, b, ib, &mut progress, &mut d.warnings)?;
+        let addrs = plan.remove(start).unwrap_or_default();
+        let p = pages(a, ia, b, ib, addrs, &mut progress, &mut d.warnings)?;
         if p.changed_pages + p.added_pages + p.removed_pages > 0 {
             d.pages.push(p);
         }

@@ -6,6 +6,7 @@
 //! this, so a repack that moves pages between the image and the file
 //! changes nothing they report.
 
+use super::progress::Progress;
 use super::repack::{open_identical, HostFile};
 use anyhow::Context;
 use ckpt_format::{ChunkRef, FileIdentity, FileStorage, MappedImage, Region};
@@ -81,14 +82,6 @@ impl<'a> RegionMemory<'a> {
         self.region
     }
 
-    /// Addresses of the pages the image stores, ascending.
-    pub fn stored_addrs(&self) -> impl Iterator<Item = u64> + '_ {
-        let ps = self.img.page_size();
-        self.chunks
-            .iter()
-            .flat_map(move |c| (0..c.meta.pages as u64).map(move |k| c.meta.addr.0 + k * ps))
-    }
-
     /// The stored page at `addr`, if a chunk covers it.
     fn stored(&mut self, addr: u64) -> anyhow::Result<Option<&[u8]>> {
         let ps = self.img.page_size();
@@ -143,8 +136,15 @@ impl<'a> RegionMemory<'a> {
     }
 
     /// Writes the bytes of `[from, to)` (inside the region, any alignment)
-    /// to `out`; returns the bytes of unknown pages written as zeros.
-    pub fn write(&mut self, from: u64, to: u64, out: &mut dyn Write) -> anyhow::Result<u64> {
+    /// to `out`, counted in `progress`; returns the bytes of unknown pages
+    /// written as zeros.
+    pub fn write(
+        &mut self,
+        from: u64,
+        to: u64,
+        out: &mut dyn Write,
+        progress: &mut Progress,
+    ) -> anyhow::Result<u64> {
         let ps = self.img.page_size();
         let mut page = vec![0u8; ps as usize];
         let mut unknown = 0;
@@ -157,6 +157,7 @@ impl<'a> RegionMemory<'a> {
             if src == Source::Unknown {
                 unknown += stop - a;
             }
+            progress.add(stop - a);
             a = stop;
         }
         Ok(unknown)

@@ -8,6 +8,7 @@
 //! editor does with ancillary chunks. The output is written under a
 //! temporary name, validated, synced and only then renamed over OUT.
 
+use super::progress::Progress;
 use anyhow::{bail, Context};
 use ckpt_format::raw::{self, RecordHeader, FLAG_SAFE_TO_COPY};
 use ckpt_format::{
@@ -17,7 +18,7 @@ use ckpt_format::{
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -196,50 +197,6 @@ impl HostFile {
             done += n;
         }
         Ok(off + out.len() as u64 <= self.size)
-    }
-}
-
-/// Progress on stderr for large images when stderr is a terminal; silent
-/// otherwise.
-pub(crate) struct Progress {
-    what: &'static str,
-    total: u64,
-    done: u64,
-    shown: u64,
-    on: bool,
-}
-
-impl Progress {
-    /// Shown only for more than 64 MiB of pages and a terminal on stderr.
-    pub(crate) fn new(what: &'static str, total: u64) -> Self {
-        Progress {
-            what,
-            total,
-            done: 0,
-            shown: 0,
-            on: total > 64 << 20 && std::io::stderr().is_terminal(),
-        }
-    }
-    pub(crate) fn add(&mut self, n: u64) {
-        self.done += n;
-        if self.on && self.done - self.shown >= 16 << 20 {
-            self.shown = self.done;
-            eprint!(
-                "\r{}: {} / {} ({}%)",
-                self.what,
-                super::inspect::human(self.done),
-                super::inspect::human(self.total),
-                self.done * 100 / self.total.max(1)
-            );
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if self.on && self.shown > 0 {
-            eprint!("\r\x1b[K");
-        }
     }
 }
 
