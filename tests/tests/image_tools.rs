@@ -190,60 +190,6 @@ fn extract_gives_the_bytes_the_program_wrote() {
     let want: Vec<u8> = (1000..9000).map(|i| pattern_byte(i, 0x5a)).collect();
     assert!(got == want, "the heap range");
 
-    // The summary as JSON (the bytes to a file), and every region.
-    let o = image(
-        &[
-            "extract",
-            p(&img_path),
-            "--name",
-            "[heap]",
-            "-o",
-            p(&out),
-            "--json",
-        ],
-        None,
-    );
-    ok(&o, "extract --json");
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("extract --json");
-    assert_eq!(j["schema"], "ckpt-extract/1");
-    assert_eq!(j["bytes"], heap.end.0 - heap.start.0);
-    assert_eq!(j["regions"][0]["name"], "[heap]");
-    assert_eq!(j["regions"][0]["start"], heap.start.0);
-    let o = image(
-        &["extract", p(&img_path), "--name", "[heap]", "--json"],
-        None,
-    );
-    assert!(
-        !o.status.success(),
-        "--json without -o: the bytes would mix with the JSON"
-    );
-    let dir = c.dir.path().join("all");
-    let o = image(&["extract", p(&img_path), "--all", p(&dir), "--json"], None);
-    ok(&o, "extract --all --json");
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let regions = j["regions"].as_array().unwrap();
-    assert_eq!(regions.len(), img.regions().len());
-    assert_eq!(j["unknown"], 0, "every by-reference file is here: {j}");
-    for (r, e) in img.regions().iter().zip(regions) {
-        let f = e["file"].as_str().unwrap();
-        assert_eq!(
-            std::fs::metadata(f).unwrap().len(),
-            r.end.0 - r.start.0,
-            "{f}"
-        );
-    }
-    let heap_file = regions
-        .iter()
-        .find(|e| e["name"] == "[heap]")
-        .and_then(|e| e["file"].as_str())
-        .unwrap();
-    let got = std::fs::read(heap_file).unwrap();
-    let off = (pat.heap.0 - heap.start.0) as usize;
-    assert_eq!(
-        got[off..off + 64],
-        (0..64).map(|i| pattern_byte(i, 0x5a)).collect::<Vec<_>>()[..]
-    );
-
     // The same from a stream.
     for sel in [vec!["--range", range.as_str()], vec!["--name", "[stack]"]] {
         let mut a = vec!["extract", "-"];
@@ -394,24 +340,6 @@ fn gdb_reads_the_core_of_a_multithreaded_program() {
         lo <= value && value <= hi,
         "consumed {value} between the ticks around the checkpoint ({lo}..{hi})"
     );
-
-    // What it wrote, as JSON.
-    let core3 = c.dir.path().join("threads-json.core");
-    let o = image(&["core", p(&img_path), "-o", p(&core3), "--json"], None);
-    ok(&o, "image core --json");
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("core --json");
-    assert_eq!(j["schema"], "ckpt-core/1");
-    let mut tids: Vec<i64> = j["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_i64().unwrap())
-        .collect();
-    tids.sort();
-    let mut want: Vec<i64> = img.threads().iter().map(|t| t.tid.0 as i64).collect();
-    want.sort();
-    assert_eq!(tids, want);
-    assert_eq!(j["missing_files"].as_array().map(Vec::len), Some(0), "{j}");
 
     // The same core from a stream.
     let core2 = c.dir.path().join("threads-stdin.core");

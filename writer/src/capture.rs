@@ -13,7 +13,7 @@ use crate::mem;
 
 mod fds;
 mod tty;
-pub use fds::{fds, set_peers, FdError, MAX_FILE_CONTENTS};
+pub use fds::{fds, peers, set_peers, FdError, MAX_FILE_CONTENTS};
 
 pub const PAGE: u64 = 4096;
 

@@ -196,7 +196,6 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
 pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) -> Outcome {
     let signo = suspend::SIGNO.load(Ordering::Relaxed);
     let t0 = std::time::Instant::now();
-    crate::ensure_workers();
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
         return Outcome::Failed(e);
@@ -574,7 +573,7 @@ fn write_to(
     let mut exclude = vec![sys::LOG_FD.load(Ordering::Relaxed)];
     exclude.extend(config::own_fds());
     exclude.push(crate::mem::PROC_MEM.load(Ordering::Relaxed));
-    crate::jobctl::capture();
+    crate::jobctl::capture(&capture::peers());
     let fds =
         capture::fds(&exclude, req.open_files || cfg.open_files).map_err(|e| e.to_string())?;
     if let Some(e) = crate::signals::overflow() {

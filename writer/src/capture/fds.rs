@@ -239,6 +239,11 @@ pub fn set_peers(pids: Vec<i32>) {
     }
 }
 
+/// The barrier's members of the checkpoint under way (empty when alone).
+pub fn peers() -> Vec<i32> {
+    PEERS.lock().map(|p| p.clone()).unwrap_or_default()
+}
+
 fn take_peers() -> Vec<i32> {
     PEERS
         .lock()

@@ -40,3 +40,32 @@ pub fn queued(fd: i32) -> (usize, usize) {
     }
     (inq.max(0) as usize, outq.max(0) as usize)
 }
+
+/// The foreground process group of `fd`, the caller's controlling
+/// terminal (TIOCGPGRP; ENOTTY on any other terminal or file).
+pub fn foreground(fd: i32) -> std::io::Result<i32> {
+    let mut pg: libc::pid_t = 0;
+    // SAFETY: TIOCGPGRP writes one pid_t.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCGPGRP, &mut pg) })?;
+    Ok(pg)
+}
+
+/// Makes `pgrp` the foreground process group of `fd` (TIOCSPGRP). The
+/// caller has SIGTTOU blocked (the writer's threads block every signal),
+/// so a background caller is not stopped for it.
+pub fn set_foreground(fd: i32, pgrp: i32) -> std::io::Result<()> {
+    // SAFETY: TIOCSPGRP reads one pid_t.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCSPGRP, &pgrp) }).map(|_| ())
+}
+
+/// The caller's process group (getpgid(0)) and that of `pid`.
+pub fn pgid(pid: i32) -> std::io::Result<i32> {
+    // SAFETY: plain syscall without pointers.
+    cvt(unsafe { libc::getpgid(pid) })
+}
+
+/// setpgid(0, 0): the caller leads a group of its own.
+pub fn lead_group() -> std::io::Result<()> {
+    // SAFETY: plain syscall without pointers.
+    cvt(unsafe { libc::setpgid(0, 0) }).map(|_| ())
+}
