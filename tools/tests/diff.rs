@@ -98,3 +98,29 @@ fn golden_tiny_against_full() {
         diff::render(&d, "v1-tiny.ckpt", "v1-full.ckpt")
     );
 }
+
+#[test]
+fn a_stack_that_grew_down_is_the_same_region() {
+    let a = sample::full();
+    let mut b = sample::full();
+    let stack = b.regions.iter().position(|r| r.name == b"[stack]").unwrap();
+    let old = b.regions[stack].start.0;
+    b.regions[stack].start = Addr(old - 0x2000);
+    // The new lowest page holds data; the page above it stays untouched.
+    b.chunks
+        .push((stack as u32, old - 0x2000, vec![9; 4096], false));
+    let d = diff::diff(&open(&a), &open(&b)).unwrap();
+    assert!(
+        d.regions_added.is_empty() && d.regions_removed.is_empty(),
+        "{d:?}"
+    );
+    assert_eq!(d.regions_changed.len(), 1, "{d:?}");
+    let c = &d.regions_changed[0];
+    assert_eq!(c.start, old);
+    assert_eq!(c.fields.len(), 1, "{c:?}");
+    assert_eq!(c.fields[0].field, "start");
+    assert_eq!(c.fields[0].b, format!("{:#x}", old - 0x2000));
+    let p = d.pages.iter().find(|p| p.name == "[stack]").unwrap();
+    assert_eq!((p.changed_pages, p.added_pages, p.removed_pages), (0, 1, 0));
+    assert_eq!(p.first, old - 0x2000);
+}

@@ -205,8 +205,8 @@ fn page_addrs(a: &MappedImage, ia: usize, b: &MappedImage, ib: usize) -> Vec<u64
         v.extend(stored(b, ib));
         v
     } else {
-        let end = ra.end.0.max(rb.end.0);
-        (ra.start.0..end).step_by(ps as usize).collect()
+        let (start, end) = (ra.start.0.min(rb.start.0), ra.end.0.max(rb.end.0));
+        (start..end).step_by(ps as usize).collect()
     };
     addrs.sort_unstable();
     addrs.dedup();
@@ -232,7 +232,8 @@ fn pages(
     let (mut ra, mut rb) = (RegionMemory::new(a, ia), RegionMemory::new(b, ib));
     let (mut pa, mut pb) = (vec![0u8; ps as usize], vec![0u8; ps as usize]);
     let (mut unknown_a, mut unknown_b) = (false, false);
-    let inside = |m: &RegionMemory, addr: u64| addr < m.region().end.0;
+    let inside =
+        |m: &RegionMemory, addr: u64| m.region().start.0 <= addr && addr < m.region().end.0;
     for addr in addrs {
         progress.add(ps);
         let sa = if inside(&ra, addr) {
@@ -279,6 +280,42 @@ fn pages(
 
 fn fd_map(fds: &[FdEntry]) -> BTreeMap<i32, &FdEntry> {
     fds.iter().map(|f| (f.fd.0, f)).collect()
+}
+
+/// Which region of B is each region of A (in A's address order): the one
+/// with the same start, else one with the same end, name and kind (a
+/// stack that grew down, a mapping that grew at its start), else none.
+fn pair_regions(a: &MappedImage, b: &MappedImage) -> Vec<(usize, Option<usize>)> {
+    let mut order: Vec<usize> = (0..a.regions().len()).collect();
+    order.sort_by_key(|&i| a.regions()[i].start);
+    let by_start: BTreeMap<u64, usize> = b
+        .regions()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.start.0, i))
+        .collect();
+    let mut taken = vec![false; b.regions().len()];
+    let mut pairs: Vec<(usize, Option<usize>)> = order
+        .iter()
+        .map(|&ia| {
+            let ib = by_start.get(&a.regions()[ia].start.0).copied();
+            if let Some(ib) = ib {
+                taken[ib] = true;
+            }
+            (ia, ib)
+        })
+        .collect();
+    for (ia, ib) in pairs.iter_mut().filter(|p| p.1.is_none()) {
+        let ra = &a.regions()[*ia];
+        let found = b.regions().iter().enumerate().position(|(i, rb)| {
+            !taken[i] && rb.end == ra.end && rb.name == ra.name && rb.kind == ra.kind
+        });
+        if let Some(i) = found {
+            taken[i] = true;
+            *ib = Some(i);
+        }
+    }
+    pairs
 }
 
 /// Compares two images.
@@ -345,32 +382,24 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
         .map(|(k, _)| *k)
         .collect();
 
-    let by_start = |img: &MappedImage| -> BTreeMap<u64, usize> {
-        img.regions()
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.start.0, i))
-            .collect()
-    };
-    let (sa, sb) = (by_start(a), by_start(b));
+    let pairs = pair_regions(a, b);
     // The pages to compare first, for the progress's total.
-    let mut plan: BTreeMap<u64, Vec<u64>> = sa
+    let plan: Vec<Vec<u64>> = pairs
         .iter()
-        .filter_map(|(start, &ia)| {
-            let ib = *sb.get(start)?;
-            Some((*start, page_addrs(a, ia, b, ib)))
-        })
+        .map(|&(ia, ib)| ib.map_or_else(Vec::new, |ib| page_addrs(a, ia, b, ib)))
         .collect();
-    let total = plan.values().map(|v| v.len() as u64).sum::<u64>() * a.page_size();
+    let total = plan.iter().map(|v| v.len() as u64).sum::<u64>() * a.page_size();
     let mut progress = Progress::new("diff", total);
-    for (start, &ia) in &sa {
+    let mut paired_b = vec![false; b.regions().len()];
+    for (&(ia, ib), addrs) in pairs.iter().zip(plan) {
         let ra = &a.regions()[ia];
-        let Some(&ib) = sb.get(start) else {
+        let Some(ib) = ib else {
             d.regions_removed.push(region_ref(ra));
             continue;
         };
+        paired_b[ib] = true;
         let rb = &b.regions()[ib];
-        let mut f = fields("", ra, rb, &["start", "prot", "shared"]);
+        let mut f = fields("", ra, rb, &["prot", "shared"]);
         if perms(ra) != perms(rb) {
             f.insert(
                 0,
@@ -383,21 +412,21 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
         }
         if !f.is_empty() {
             d.regions_changed.push(RegionChange {
-                start: *start,
+                start: ra.start.0,
                 fields: f,
             });
         }
-        let addrs = plan.remove(start).unwrap_or_default();
         let p = pages(a, ia, b, ib, addrs, &mut progress, &mut d.warnings)?;
         if p.changed_pages + p.added_pages + p.removed_pages > 0 {
             d.pages.push(p);
         }
     }
-    for (start, &ib) in &sb {
-        if !sa.contains_key(start) {
-            d.regions_added.push(region_ref(&b.regions()[ib]));
+    for (ib, r) in b.regions().iter().enumerate() {
+        if !paired_b[ib] {
+            d.regions_added.push(region_ref(r));
         }
     }
+    d.regions_added.sort_by_key(|r| r.start);
     Ok(d)
 }
 
