@@ -68,6 +68,26 @@ pub struct WorkerInfo {
     /// own, as before.
     #[serde(default)]
     pub barrier: bool,
+    /// Parent's virtual pid (0 = unknown: an older peer).
+    #[serde(default)]
+    pub ppid: i32,
+}
+
+/// A process of the computation that is not under checkpoint control (a
+/// program that cannot carry the writer), as its parent or the process
+/// exec'ing it reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outsider {
+    /// Its virtual pid.
+    pub pid: i32,
+    /// Its parent's virtual pid.
+    pub ppid: i32,
+    /// Program name.
+    pub program: String,
+    /// Host name.
+    pub host: String,
+    /// Why the writer cannot be in it, for people.
+    pub reason: String,
 }
 
 /// First message on every connection.
@@ -168,6 +188,10 @@ pub enum ToCoordinator {
         path: String,
         /// Bytes in the image.
         bytes: u64,
+        /// Its live children outside checkpoint control (their parent's
+        /// image records them as killed). Absent from older writers.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outsiders: Vec<Outsider>,
     },
     /// Worker (barrier): every user thread is stopped and what must be
     /// drained is drained; waiting for [`ToClient::Write`].
@@ -192,6 +216,11 @@ pub enum ToCoordinator {
     },
     /// Command client: a command.
     Command(Command),
+    /// Worker: this process is about to exec a program that cannot carry
+    /// the writer (it leaves checkpoint control). An older coordinator
+    /// refuses the message and drops the connection, which the exec
+    /// closes anyway.
+    Outsider(Outsider),
 }
 
 /// A `ckpt command`.
@@ -219,9 +248,9 @@ pub enum Command {
 pub struct ProcessEntry {
     /// Position in the list, from 1.
     pub number: usize,
-    /// The worker.
+    /// The worker (for an outsider: its pid, ppid, program and host).
     pub info: WorkerInfo,
-    /// RUNNING, CHECKPOINTING, ...
+    /// RUNNING, CHECKPOINTING, or OUTSIDE CHECKPOINT CONTROL: why.
     pub state: String,
 }
 
@@ -251,6 +280,11 @@ pub enum Reply {
         interval: u64,
         /// Last completed generation.
         generation: u64,
+        /// Processes of the computation outside checkpoint control, one
+        /// line each (`program[pid] (child of ppid) on host: why`).
+        /// Absent from older coordinators.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outside: Vec<String>,
     },
     /// The process list.
     List(Vec<ProcessEntry>),

@@ -125,7 +125,8 @@ static long reap(pid_t pid) {
 static int static_parent(const char *prog) {
     pid_t c = fork();
     if (c == 0) {
-        execl(prog, prog, stopfile, (char *)NULL);
+        char *args[] = {(char *)prog, (char *)stopfile, NULL};
+        execv(prog, args);
         _exit(127);
     }
     printf("started static child pid=%d\n", c);

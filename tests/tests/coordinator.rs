@@ -245,12 +245,13 @@ fn console_commands_through_stdin() {
         .wait(|l| l.contains("worker connected: counter["), T);
     con.type_line("l");
     let entry = con.out.wait(|l| l.starts_with("1, "), T);
-    // #, PROG[PID]@HOST, UNIQUE-ID, STATE
+    // #, PROG[PID]@HOST, ppid PPID, UNIQUE-ID, STATE
     let fields: Vec<&str> = entry.split(", ").collect();
-    assert_eq!(fields.len(), 4, "{entry}");
+    assert_eq!(fields.len(), 5, "{entry}");
     assert_eq!(fields[1], format!("counter[{}]@{}", prog.id(), hostname()));
-    assert!(!fields[2].is_empty());
-    assert_eq!(fields[3], "RUNNING");
+    assert_eq!(fields[2], format!("ppid {}", std::process::id()));
+    assert!(!fields[3].is_empty());
+    assert_eq!(fields[4], "RUNNING");
     con.type_line("s");
     con.out
         .wait(|l| l.starts_with("processes: 1, running: yes"), T);

@@ -109,3 +109,92 @@ fn children_of_every_kind_as_an_unprivileged_user() {
         story(c);
     }
 }
+
+/// tests/programs/static_child.c built with `cc -static`.
+fn static_child() -> (ckpt_tests::TempDir, std::path::PathBuf) {
+    let dir = ckpt_tests::TempDir::new("static-child");
+    let out = dir.path().join("static_child");
+    let src = ckpt_tests::root().join("tests/programs/static_child.c");
+    let st = std::process::Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(st.success(), "cc -static failed (libc6-dev has libc.a)");
+    (dir, out)
+}
+
+/// A static child (fork + execv of a `cc -static` program) cannot carry
+/// the writer: the exec'ing child tells the coordinator before it goes,
+/// so `ckpt command l` and `s` name it with the reason while the parent
+/// goes on being checkpointed alone; the checkpoint says so in the
+/// coordinator's log and the manifest; after each restart the parent's
+/// waitpid() finds the child killed by SIGKILL (its image records it so),
+/// not ECHILD, and the listing no longer shows it.
+#[test]
+fn a_static_child_is_reported_and_the_rest_checkpoints() {
+    let mut c = Computation::new("spawn-static");
+    let stop = c.stop_file().display().to_string();
+    let (_dir, child) = static_child();
+    let child_s = child.display().to_string();
+    c.launch_tree(&program("spawn"), &[&stop, "static", &child_s], 1);
+    let started = c.wait_for_line(|l| l.starts_with("started static child pid="), T);
+    let pid: i32 = started.rsplit('=').next().unwrap().parse().unwrap();
+    c.wait_for_line(|l| l.starts_with("tick static "), T);
+    c.wait_for_line(|l| l.starts_with("tick parent "), T);
+
+    let outside = |c: &Computation| {
+        let l = String::from_utf8_lossy(&c.command(&["l"]).stdout).into_owned();
+        let s = String::from_utf8_lossy(&c.command(&["s"]).stdout).into_owned();
+        (l, s)
+    };
+    let (l, s) = outside(&c);
+    let line = format!("static_child[{pid}]");
+    assert!(
+        l.lines().any(|x| x.contains(&line)
+            && x.contains("OUTSIDE CHECKPOINT CONTROL")
+            && x.contains("static binary")),
+        "{l}"
+    );
+    assert!(
+        s.contains("outside checkpoint control: ") && s.contains(&line),
+        "{s}"
+    );
+
+    let first = c.checkpoint_all(1);
+    let log =
+        std::fs::read_to_string(c.tmpdir.join(format!("ckpt-coordinator-{}.log", c.port))).unwrap();
+    assert!(
+        log.contains(&format!("not under checkpoint control: {line}")),
+        "{log}"
+    );
+    let manifest = std::fs::read_to_string(c.ckpt_dir.join("ckpt_manifest.json")).unwrap();
+    assert!(
+        manifest.contains("outside_checkpoint_control"),
+        "{manifest}"
+    );
+    c.wait_lines(2, |l| l.starts_with("tick parent "), T);
+    c.kill();
+
+    c.restart(&first[0]);
+    c.wait_lines(2, |l| l.starts_with("tick parent "), T);
+    let (l, _) = outside(&c);
+    assert!(
+        !l.contains("static_child"),
+        "not listed after the restart: {l}"
+    );
+    let second = c.checkpoint();
+    c.wait_lines(1, |l| l.starts_with("tick parent "), T);
+    c.kill();
+    c.restart(&second);
+    c.wait_lines(2, |l| l.starts_with("tick parent "), T);
+    let v = c.verdict(T);
+    assert_eq!(
+        v,
+        "VERDICT OK static child killed by signal 9",
+        "{}",
+        c.diagnostics()
+    );
+    assert_eq!(c.wait_exit(T), Some(0));
+}

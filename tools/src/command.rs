@@ -127,13 +127,24 @@ pub fn one(host: &str, port: u16, tmpdir: &Path, cmd: Command) -> Result<Reply, 
     c.request(cmd).map_err(|e| (2, format!("{e:#}")))
 }
 
-/// Renders the process list like DMTCP's coordinator.
+/// Renders the process list like DMTCP's coordinator, with each
+/// process's parent: `N, program[pid]@host, ppid P, unique-id, STATE`.
 pub fn render_list(list: &[ckpt_protocol::ProcessEntry]) -> String {
     let mut out = String::new();
     for p in list {
         out.push_str(&format!(
-            "{}, {}[{}]@{}, {}, {}\n",
-            p.number, p.info.program, p.info.vpid, p.info.host, p.info.unique_id, p.state
+            "{}, {}[{}]@{}, ppid {}, {}, {}\n",
+            p.number,
+            p.info.program,
+            p.info.vpid,
+            p.info.host,
+            p.info.ppid,
+            if p.info.unique_id.is_empty() {
+                "-"
+            } else {
+                &p.info.unique_id
+            },
+            p.state
         ));
     }
     out
@@ -279,9 +290,13 @@ pub fn run(host: &str, port: u16, tmpdir: &Path, cmd: Command, json: bool, quiet
             running,
             interval,
             generation,
+            outside,
         } => {
             if !quiet {
                 println!("processes: {processes}");
+                for o in &outside {
+                    println!("outside checkpoint control: {o}");
+                }
                 println!("running: {}", if running { "yes" } else { "no" });
                 println!(
                     "interval: {}",

@@ -63,6 +63,8 @@ struct Pending {
     waiters: Vec<mpsc::Sender<Reply>>,
     /// The workers that speak the barrier (None: none does).
     barrier: Option<Barrier>,
+    /// What every worker was asked (a late joiner gets it too).
+    request: CheckpointRequest,
 }
 
 /// Longest wait for every member to report `Suspended`; then the
@@ -87,6 +89,10 @@ struct Barrier {
     /// Members the current phase still waits for.
     left: BTreeSet<u64>,
     started: Instant,
+    /// Members that connected during the write phase (a child forked or
+    /// a program exec'd just before its parent stopped), with when they
+    /// joined, until they report `Suspended` and are told to write.
+    late: BTreeMap<u64, Instant>,
 }
 
 struct State {
@@ -101,6 +107,11 @@ struct State {
     /// Changes only when a worker reports the id of an older checkpoint
     /// (a coordinator started again after a crash).
     computation_id: String,
+    /// Processes outside checkpoint control, by (host, pid): reported by
+    /// the process exec'ing a program that cannot carry the writer, and
+    /// by each parent at every checkpoint (which replaces what it said
+    /// before).
+    outsiders: BTreeMap<(String, i32), ckpt_protocol::Outsider>,
 }
 
 struct Shared {
@@ -239,6 +250,7 @@ pub fn run(opts: Opts) -> Result<i32> {
             pending: None,
             ever_connected: false,
             computation_id: secret::random_hex(16)?,
+            outsiders: BTreeMap::new(),
         }),
         opts,
     });
@@ -440,13 +452,31 @@ fn console(sh: &Shared) {
                 }
                 print!("{}", crate::command::render_list(&list));
             }
-            Reply::Status { processes, running, interval, generation } => println!(
-                "processes: {processes}, running: {}, interval: {interval} s, last checkpoint: {generation}",
-                if running { "yes" } else { "no" }
-            ),
+            Reply::Status {
+                processes,
+                running,
+                interval,
+                generation,
+                outside,
+            } => {
+                println!(
+                    "processes: {processes}, running: {}, interval: {interval} s, last checkpoint: {generation}",
+                    if running { "yes" } else { "no" }
+                );
+                for o in outside {
+                    println!("outside checkpoint control: {o}");
+                }
+            }
             Reply::Ok { message } => println!("{message}"),
             Reply::Checkpointed { generation, images } => {
-                println!("checkpoint {generation}: {}", if images.is_empty() { "started".into() } else { images.join(" ") })
+                println!(
+                    "checkpoint {generation}: {}",
+                    if images.is_empty() {
+                        "started".into()
+                    } else {
+                        images.join(" ")
+                    }
+                )
             }
             Reply::Error { message } => println!("error: {message}"),
         }
@@ -493,6 +523,7 @@ fn start_checkpoint(
         failures: Vec::new(),
         waiters: waiter.into_iter().collect(),
         barrier: None,
+        request: req.clone(),
     };
     let mut members = BTreeSet::new();
     for (id, w) in st.workers.iter_mut() {
@@ -530,6 +561,7 @@ fn start_checkpoint(
             left: members.clone(),
             members,
             started: Instant::now(),
+            late: BTreeMap::new(),
         });
     }
     st.pending = Some(pending);
@@ -619,6 +651,9 @@ fn advance_barrier(sh: &Shared, st: &mut State) {
 /// A member reached the barrier's current phase (`write`: it reported
 /// `Captured`, else `Suspended`).
 fn barrier_reached(sh: &Shared, st: &mut State, id: u64, generation: u64, write: bool) {
+    if !write && late_suspended(st, id, generation) {
+        return;
+    }
     let want = if write { Phase::Write } else { Phase::Suspend };
     if let Some(b) = st
         .pending
@@ -632,11 +667,97 @@ fn barrier_reached(sh: &Shared, st: &mut State, id: u64, generation: u64, write:
     advance_barrier(sh, st);
 }
 
+/// A late member (joined in the write phase) is suspended: it writes
+/// now, like the others. True if `id` was such a member.
+fn late_suspended(st: &mut State, id: u64, generation: u64) -> bool {
+    let State {
+        pending, workers, ..
+    } = st;
+    let Some(b) = pending
+        .as_mut()
+        .filter(|p| p.generation == generation)
+        .and_then(|p| p.barrier.as_mut())
+        .filter(|b| b.phase == Phase::Write)
+    else {
+        return false;
+    };
+    if b.late.remove(&id).is_none() {
+        return false;
+    }
+    let host = workers.get(&id).map(|w| w.info.host.clone());
+    let peers = b
+        .members
+        .iter()
+        .filter_map(|m| workers.get(m))
+        .filter(|w| Some(&w.info.host) == host.as_ref())
+        .map(|w| w.info.vpid)
+        .collect();
+    if let Some(w) = workers.get_mut(&id) {
+        send_to(&mut w.out, &ToClient::Write { generation, peers });
+    }
+    true
+}
+
+/// A worker connected while a checkpoint is under way: a process that
+/// existed before the cut (a child forked, or a program exec'd, just
+/// before its parent stopped, whose writer connected only now) joins the
+/// checkpoint while the others are still stopped, so that its parent's
+/// image does not name a child that no image holds. Once they run again
+/// it is too late: it waits for the next checkpoint.
+fn join_checkpoint(sh: &Shared, st: &mut State, id: u64) {
+    let State {
+        pending, workers, ..
+    } = st;
+    let Some(p) = pending.as_mut() else { return };
+    let Some(w) = workers.get_mut(&id) else {
+        return;
+    };
+    let who = format!("{}[{}]", w.info.program, w.info.vpid);
+    let generation = p.generation;
+    let phase = p.barrier.as_ref().map(|b| b.phase);
+    if !w.info.barrier || !matches!(phase, Some(Phase::Suspend | Phase::Write)) {
+        sh.say(&format!(
+            "checkpoint {generation}: {who} connected after the processes were released: not in this checkpoint"
+        ));
+        return;
+    }
+    let req = CheckpointRequest {
+        barrier: true,
+        ..p.request.clone()
+    };
+    if !send_to(&mut w.out, &ToClient::Checkpoint(req)) {
+        return;
+    }
+    p.waiting.insert(id);
+    let b = p.barrier.as_mut().expect("a barrier");
+    b.members.insert(id);
+    b.left.insert(id);
+    if b.phase == Phase::Write {
+        b.late.insert(id, Instant::now());
+    }
+    sh.say(&format!(
+        "checkpoint {generation}: {who} connected during the checkpoint and joins it"
+    ));
+}
+
+/// Whether `id` left the pending checkpoint before its threads stopped
+/// (it exited, or exec'd and comes back as a new connection): it was
+/// never part of the cut, so its going does not fail the checkpoint.
+fn left_before_stopping(st: &State, id: u64) -> bool {
+    st.pending
+        .as_ref()
+        .and_then(|p| p.barrier.as_ref())
+        .is_some_and(|b| {
+            (b.phase == Phase::Suspend && b.left.contains(&id)) || b.late.contains_key(&id)
+        })
+}
+
 /// A member failed or left: the barrier no longer waits for it.
 fn barrier_leave(sh: &Shared, st: &mut State, id: u64) {
     if let Some(b) = st.pending.as_mut().and_then(|p| p.barrier.as_mut()) {
         b.members.remove(&id);
         b.left.remove(&id);
+        b.late.remove(&id);
     }
     advance_barrier(sh, st);
 }
@@ -646,6 +767,28 @@ fn barrier_leave(sh: &Shared, st: &mut State, id: u64) {
 fn barrier_timeout(sh: &Shared, st: &mut State) {
     let Some(p) = st.pending.as_mut() else { return };
     let Some(b) = p.barrier.as_mut() else { return };
+    // A late member that does not stop holds every other one stopped.
+    let slow: Vec<u64> = b
+        .late
+        .iter()
+        .filter(|(_, t)| t.elapsed() >= SUSPEND_TIMEOUT)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in slow {
+        b.late.remove(&id);
+        b.left.remove(&id);
+        b.members.remove(&id);
+        p.waiting.remove(&id);
+        let who = st
+            .workers
+            .get(&id)
+            .map(|w| format!("{}[{}]", w.info.program, w.info.vpid))
+            .unwrap_or_else(|| format!("worker {id}"));
+        p.failures.push(format!(
+            "{who} (joined late) did not suspend within {} s",
+            SUSPEND_TIMEOUT.as_secs()
+        ));
+    }
     if b.phase != Phase::Suspend || b.started.elapsed() < SUSPEND_TIMEOUT || b.left.is_empty() {
         return;
     }
@@ -682,7 +825,10 @@ fn maybe_complete(sh: &Shared, st: &mut State) {
         Reply::Error { message }
     } else {
         st.completed = p.generation;
-        if let Err(e) = write_restart_files(sh, &st.computation_id, p.generation, &p.images) {
+        let outsiders: Vec<ckpt_protocol::Outsider> = st.outsiders.values().cloned().collect();
+        if let Err(e) =
+            write_restart_files(sh, &st.computation_id, p.generation, &p.images, &outsiders)
+        {
             sh.say(&format!("checkpoint {}: {e:#}", p.generation));
         }
         sh.say(&format!(
@@ -790,6 +936,10 @@ struct Manifest<'a> {
     created_unix: u64,
     coordinator_port: u16,
     images: &'a [ImageRec],
+    /// Processes that were outside checkpoint control: no image; their
+    /// parents' images record them as killed by SIGKILL.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    outside_checkpoint_control: &'a [ckpt_protocol::Outsider],
 }
 
 fn write_restart_files(
@@ -797,6 +947,7 @@ fn write_restart_files(
     computation_id: &str,
     generation: u64,
     images: &[ImageRec],
+    outsiders: &[ckpt_protocol::Outsider],
 ) -> Result<()> {
     let dir = match &sh.opts.ckpt_dir {
         Some(d) => d.clone(),
@@ -815,6 +966,7 @@ fn write_restart_files(
             .unwrap_or(0),
         coordinator_port: sh.port,
         images: &kept,
+        outside_checkpoint_control: outsiders,
     };
     let json = serde_json::to_string_pretty(&m)? + "\n";
     let gdir = dir.join(generation_dir_name(generation));
@@ -943,7 +1095,56 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("fsync {}", dir.display()))
 }
 
+/// `program[pid] (child of ppid) on host: why`.
+fn outsider_line(o: &ckpt_protocol::Outsider) -> String {
+    format!(
+        "{}[{}] (child of {}) on {}: {}",
+        o.program, o.pid, o.ppid, o.host, o.reason
+    )
+}
+
+/// Records what a worker said about processes outside checkpoint
+/// control: `from_parent` (its checkpoint's list) replaces the entries of
+/// its children; a new entry is said on the console and in the log.
+fn note_outsiders(
+    sh: &Shared,
+    st: &mut State,
+    host: &str,
+    from_parent: Option<i32>,
+    list: Vec<ckpt_protocol::Outsider>,
+) {
+    let old = std::mem::take(&mut st.outsiders);
+    let mut kept: BTreeMap<(String, i32), ckpt_protocol::Outsider> = old
+        .clone()
+        .into_iter()
+        .filter(|((h, _), o)| !(h == host && Some(o.ppid) == from_parent))
+        .collect();
+    for o in list {
+        let key = (o.host.clone(), o.pid);
+        if !old.contains_key(&key) {
+            sh.say(&format!(
+                "not under checkpoint control: {}; checkpoints go on without it, and after a restart its parent finds it killed (SIGKILL)",
+                outsider_line(&o)
+            ));
+        }
+        kept.insert(key, o);
+    }
+    st.outsiders = kept;
+}
+
 fn list(sh: &Shared, st: &State) -> Vec<ProcessEntry> {
+    let outside = st.outsiders.values().map(|o| ProcessEntry {
+        number: 0,
+        info: WorkerInfo {
+            program: o.program.clone(),
+            vpid: o.pid,
+            real_pid: o.pid,
+            host: o.host.clone(),
+            ppid: o.ppid,
+            ..Default::default()
+        },
+        state: format!("OUTSIDE CHECKPOINT CONTROL: {}", o.reason),
+    });
     st.workers
         .iter()
         .enumerate()
@@ -962,6 +1163,9 @@ fn list(sh: &Shared, st: &State) -> Vec<ProcessEntry> {
                 "RUNNING".into()
             },
         })
+        .chain(outside)
+        .enumerate()
+        .map(|(n, e)| ProcessEntry { number: n + 1, ..e })
         .collect()
 }
 
@@ -984,6 +1188,7 @@ fn execute(sh: &Shared, cmd: Command) -> Reply {
             running: !st.workers.is_empty(),
             interval: st.interval,
             generation: st.completed,
+            outside: st.outsiders.values().map(outsider_line).collect(),
         },
         Command::List => Reply::List(list(sh, &st)),
         Command::Checkpoint => match start_checkpoint(sh, &mut st, None) {
@@ -1146,6 +1351,14 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                 out,
             },
         );
+        // A program exec'd back under control (same pid, new writer).
+        st.outsiders.remove(&(info.host.clone(), info.vpid));
+        if info.restarted_from > 0 {
+            // Its outsiders were not restarted (its image has them killed).
+            st.outsiders
+                .retain(|(h, _), o| !(h == &info.host && o.ppid == info.vpid));
+        }
+        join_checkpoint(sh, &mut st, id);
         id
     };
     loop {
@@ -1154,8 +1367,10 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                 generation,
                 path,
                 bytes,
+                outsiders,
             })) => {
                 let mut st = sh.lock();
+                note_outsiders(sh, &mut st, &info.host, Some(info.vpid), outsiders);
                 if let Some(p) = st.pending.as_mut().filter(|p| p.generation == generation) {
                     if p.waiting.remove(&id) {
                         p.images.push(ImageRec {
@@ -1169,6 +1384,10 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                     }
                 }
                 maybe_complete(sh, &mut st);
+            }
+            Ok(Some(ToCoordinator::Outsider(o))) => {
+                let mut st = sh.lock();
+                note_outsiders(sh, &mut st, &info.host, None, vec![o]);
             }
             Ok(Some(ToCoordinator::Suspended { generation })) => {
                 let mut st = sh.lock();
@@ -1203,13 +1422,22 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
     }
     let mut st = sh.lock();
     st.workers.remove(&id);
+    // Its outside children went with it (or are orphans no image knows).
+    st.outsiders
+        .retain(|(h, _), o| !(h == &info.host && o.ppid == info.vpid));
     sh.say(&format!(
         "worker disconnected: {}[{}]",
         info.program, info.vpid
     ));
     let mut had_waiters = false;
+    let before_stopping = left_before_stopping(&st, id);
     if let Some(p) = st.pending.as_mut() {
-        if p.waiting.remove(&id) {
+        if before_stopping && p.waiting.remove(&id) {
+            sh.say(&format!(
+                "checkpoint {}: {}[{}] left before it stopped (it exited or exec'd): not in this checkpoint",
+                p.generation, info.program, info.vpid
+            ));
+        } else if p.waiting.remove(&id) {
             had_waiters = !p.waiters.is_empty();
             p.failures.push(format!(
                 "{}[{}] disconnected during the checkpoint",

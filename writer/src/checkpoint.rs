@@ -615,7 +615,8 @@ fn write_to(
     };
     let bw = std::io::BufWriter::with_capacity(1 << 20, file);
     let err = |e: ckpt_format::Error| format!("write {tmp}: {e}");
-    let zombies = capture::zombies();
+    let mut zombies = capture::zombies();
+    crate::exec::record_outsiders(&mut zombies);
     let minor = ckpt_format::minor_for(&fds, &zombies);
     let mut enc = Encoder::with_minor(bw, &header, minor).map_err(err)?;
     enc.process(&process).map_err(err)?;

@@ -15,7 +15,13 @@
 //! copy of the writer with no checkpoint thread, never connected: those
 //! entry points are interposed and run the same handlers around the call.
 //! A clone made by an inline `syscall` instruction cannot be seen; such a
-//! child is reported as not under checkpoint control (tree.rs).
+//! child is reported as not under checkpoint control (exec.rs).
+//!
+//! exec (execve, execv, execvp, execvpe, fexecve) and posix_spawn(p):
+//! a program that cannot carry the writer is reported before it runs
+//! (exec.rs), and an exec waits until a checkpoint of this process is
+//! reported (the exec would end the checkpoint thread). Not covered:
+//! execl, execle, execlp (variadic; glibc calls its internal execve).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,6 +39,13 @@ static REAL_SIGNALFD: AtomicUsize = AtomicUsize::new(0);
 static REAL_INOTIFY_ADD_WATCH: AtomicUsize = AtomicUsize::new(0);
 static REAL_SYSCALL: AtomicUsize = AtomicUsize::new(0);
 static REAL_CLONE: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECV: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECVP: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECVPE: AtomicUsize = AtomicUsize::new(0);
+static REAL_FEXECVE: AtomicUsize = AtomicUsize::new(0);
+static REAL_POSIX_SPAWN: AtomicUsize = AtomicUsize::new(0);
+static REAL_POSIX_SPAWNP: AtomicUsize = AtomicUsize::new(0);
 
 fn resolve(cache: &AtomicUsize, name: &[u8]) -> usize {
     let mut f = cache.load(Ordering::Relaxed);
@@ -448,6 +461,154 @@ pub unsafe extern "C" fn clone(
     r
 }
 
+type Argv = *const *const libc::c_char;
+type ExecveFn = unsafe extern "C" fn(*const libc::c_char, Argv, Argv) -> i32;
+type ExecvFn = unsafe extern "C" fn(*const libc::c_char, Argv) -> i32;
+type FexecveFn = unsafe extern "C" fn(i32, Argv, Argv) -> i32;
+type SpawnFn = unsafe extern "C" fn(
+    *mut libc::pid_t,
+    *const libc::c_char,
+    *const libc::c_void,
+    *const libc::c_void,
+    Argv,
+    Argv,
+) -> i32;
+
+extern "C" {
+    static environ: Argv;
+}
+
+/// Before a program replaces this one (exec) or starts as a child
+/// (posix_spawn, whose exec inside glibc cannot be interposed): a
+/// program that cannot carry the writer is reported; before an exec, a
+/// checkpoint of this process still being reported is waited for (the
+/// exec would end the checkpoint thread). Keeps errno.
+///
+/// # Safety
+/// `path` is null or a C string; `envp` null or a C string array.
+unsafe fn before_program(path: *const libc::c_char, envp: Argv, search: bool, exec: bool) {
+    let saved = std::io::Error::last_os_error().raw_os_error();
+    if exec {
+        crate::wait_for_reply();
+    }
+    if !path.is_null() {
+        // SAFETY: the caller's C string.
+        let p = unsafe { std::ffi::CStr::from_ptr(path) }.to_bytes();
+        let full = if search {
+            crate::exec::search_path(p)
+        } else {
+            p.to_vec()
+        };
+        // SAFETY: envp is the caller's environment array (or null).
+        if let Some(why) = unsafe { crate::exec::exec_why(&full, envp) } {
+            crate::notice_exec_outsider(&full, why);
+        }
+    }
+    if let Some(e) = saved {
+        // SAFETY: errno is thread-local; giving back the caller's value.
+        unsafe { *libc::__errno_location() = e };
+    }
+}
+
+/// # Safety
+/// Same contract as execve(2).
+#[no_mangle]
+pub unsafe extern "C" fn execve(path: *const libc::c_char, argv: Argv, envp: Argv) -> i32 {
+    // SAFETY: the caller's arguments.
+    unsafe {
+        before_program(path, envp, false, true);
+        let f = resolve(&REAL_EXECVE, b"execve\0");
+        std::mem::transmute::<usize, ExecveFn>(f)(path, argv, envp)
+    }
+}
+
+/// # Safety
+/// Same contract as execv(3).
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const libc::c_char, argv: Argv) -> i32 {
+    // SAFETY: the caller's arguments; environ is libc's.
+    unsafe {
+        before_program(path, environ, false, true);
+        let f = resolve(&REAL_EXECV, b"execv\0");
+        std::mem::transmute::<usize, ExecvFn>(f)(path, argv)
+    }
+}
+
+/// # Safety
+/// Same contract as execvp(3).
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const libc::c_char, argv: Argv) -> i32 {
+    // SAFETY: the caller's arguments; environ is libc's.
+    unsafe {
+        before_program(file, environ, true, true);
+        let f = resolve(&REAL_EXECVP, b"execvp\0");
+        std::mem::transmute::<usize, ExecvFn>(f)(file, argv)
+    }
+}
+
+/// # Safety
+/// Same contract as execvpe(3).
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(file: *const libc::c_char, argv: Argv, envp: Argv) -> i32 {
+    // SAFETY: the caller's arguments.
+    unsafe {
+        before_program(file, envp, true, true);
+        let f = resolve(&REAL_EXECVPE, b"execvpe\0");
+        std::mem::transmute::<usize, ExecveFn>(f)(file, argv, envp)
+    }
+}
+
+/// # Safety
+/// Same contract as fexecve(3).
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(fd: i32, argv: Argv, envp: Argv) -> i32 {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    // SAFETY: the caller's arguments.
+    unsafe {
+        before_program(path.as_ptr(), envp, false, true);
+        let f = resolve(&REAL_FEXECVE, b"fexecve\0");
+        std::mem::transmute::<usize, FexecveFn>(f)(fd, argv, envp)
+    }
+}
+
+/// # Safety
+/// Same contract as posix_spawn(3).
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut libc::pid_t,
+    path: *const libc::c_char,
+    actions: *const libc::c_void,
+    attr: *const libc::c_void,
+    argv: Argv,
+    envp: Argv,
+) -> i32 {
+    // SAFETY: the caller's arguments.
+    unsafe {
+        before_program(path, envp, false, false);
+        let f = resolve(&REAL_POSIX_SPAWN, b"posix_spawn\0");
+        std::mem::transmute::<usize, SpawnFn>(f)(pid, path, actions, attr, argv, envp)
+    }
+}
+
+/// # Safety
+/// Same contract as posix_spawnp(3).
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut libc::pid_t,
+    file: *const libc::c_char,
+    actions: *const libc::c_void,
+    attr: *const libc::c_void,
+    argv: Argv,
+    envp: Argv,
+) -> i32 {
+    // SAFETY: the caller's arguments.
+    unsafe {
+        before_program(file, envp, true, false);
+        let f = resolve(&REAL_POSIX_SPAWNP, b"posix_spawnp\0");
+        std::mem::transmute::<usize, SpawnFn>(f)(pid, file, actions, attr, argv, envp)
+    }
+}
+
 pub fn init() {
     resolve(&REAL_SIGACTION, b"sigaction\0");
     resolve(&REAL_SIGNAL, b"signal\0");
@@ -461,6 +622,13 @@ pub fn init() {
     resolve(&REAL_INOTIFY_ADD_WATCH, b"inotify_add_watch\0");
     resolve(&REAL_SYSCALL, b"syscall\0");
     resolve(&REAL_CLONE, b"clone\0");
+    resolve(&REAL_EXECVE, b"execve\0");
+    resolve(&REAL_EXECV, b"execv\0");
+    resolve(&REAL_EXECVP, b"execvp\0");
+    resolve(&REAL_EXECVPE, b"execvpe\0");
+    resolve(&REAL_FEXECVE, b"fexecve\0");
+    resolve(&REAL_POSIX_SPAWN, b"posix_spawn\0");
+    resolve(&REAL_POSIX_SPAWNP, b"posix_spawnp\0");
     // SAFETY: registering plain extern "C" handlers.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
 }

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod compress;
 pub mod config;
 pub mod ctx;
+pub mod exec;
 pub mod inotify;
 pub mod interpose;
 pub mod jobctl;
@@ -25,7 +26,7 @@ pub mod timers;
 use std::io::BufReader;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use ckpt_protocol::{Hello, Role, ToClient, ToCoordinator, WorkerInfo, PROTOCOL_VERSION};
 
@@ -40,6 +41,93 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 static RESTORED_FROM: AtomicU64 = AtomicU64::new(0);
 /// Generation of the last image written.
 static LAST_GEN: AtomicU64 = AtomicU64::new(0);
+
+/// Pid of the process whose checkpoint thread is answering a checkpoint
+/// request (0: none): the image is released to the program before it is
+/// synced, renamed and reported, and an exec or exit in that moment would
+/// end the thread first (the coordinator would count the image lost). A
+/// child forked meanwhile has another pid and does not wait.
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+
+/// Pid of the process whose connection the coordinator welcomed (0:
+/// none): only then may another thread add a message to it.
+static WELCOMED: AtomicU32 = AtomicU32::new(0);
+
+/// Before exec or at exit: waits (up to 10 s) until this process's
+/// checkpoint, if one is under way, is reported to the coordinator.
+pub fn wait_for_reply() {
+    let me = sys::getpid() as u32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while IN_FLIGHT.load(Ordering::Acquire) == me && std::time::Instant::now() < deadline {
+        sys::futex_wait(&IN_FLIGHT, me, 50);
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static FINI: extern "C" fn() = at_exit;
+
+extern "C" fn at_exit() {
+    wait_for_reply();
+}
+
+/// Serialises messages to the coordinator: the checkpoint thread's and a
+/// user thread's notice before exec. Held with the checkpoint signal
+/// blocked, so a suspended thread never holds it.
+static SEND_LOCK: AtomicBool = AtomicBool::new(false);
+
+fn send(s: &TcpStream, msg: &ToCoordinator) -> Result<(), ckpt_protocol::ProtocolError> {
+    let bit = 1u64 << (suspend::SIGNO.load(Ordering::Relaxed) - 1);
+    let old = sys::sigmask(libc::SIG_BLOCK, Some(bit));
+    while SEND_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::hint::spin_loop();
+    }
+    let mut w = s;
+    let r = ckpt_protocol::send(&mut w, msg);
+    SEND_LOCK.store(false, Ordering::Release);
+    sys::sigmask(libc::SIG_SETMASK, Some(old));
+    r
+}
+
+/// Tells the coordinator (and the log) that this process is about to
+/// exec `program`, which cannot carry the writer.
+pub fn notice_exec_outsider(program: &[u8], why: exec::Why) {
+    let name = String::from_utf8_lossy(program.rsplit(|&b| b == b'/').next().unwrap_or(program))
+        .into_owned();
+    let pid = sys::getpid();
+    log!(
+        "exec of {}: {}; pid {pid} leaves checkpoint control",
+        String::from_utf8_lossy(program),
+        why.text()
+    );
+    // A child forked a moment ago may not be connected yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while WELCOMED.load(Ordering::Acquire) != pid as u32 && std::time::Instant::now() < deadline {
+        sys::futex_wait(&WELCOMED, WELCOMED.load(Ordering::Acquire), 20);
+    }
+    let fd = config::SOCK_FD.load(Ordering::SeqCst);
+    if fd < 0 || WELCOMED.load(Ordering::Acquire) != pid as u32 {
+        log!("not connected: the coordinator does not hear of it");
+        return;
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: the coordinator socket stays open (ManuallyDrop: not closed here).
+    let s = std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+    let msg = ToCoordinator::Outsider(ckpt_protocol::Outsider {
+        pid,
+        // SAFETY: getppid cannot fail.
+        ppid: unsafe { libc::getppid() },
+        program: name,
+        host: mem::uname().0,
+        reason: why.text().to_string(),
+    });
+    if let Err(e) = send(&s, &msg) {
+        log!("telling the coordinator about the exec: {e}");
+    }
+}
 
 #[used]
 #[link_section = ".init_array"]
@@ -158,10 +246,12 @@ fn ckpt_thread() {
                 failing = false;
                 let restarted = serve(&s, &cfg);
                 if restarted {
+                    WELCOMED.store(0, Ordering::Release);
                     // The restorer closed the old socket; its fd number is not ours.
                     std::mem::forget(s);
                     continue;
                 }
+                WELCOMED.store(0, Ordering::Release);
                 config::SOCK_FD.store(-1, Ordering::SeqCst);
             }
             Err(e) if !failing => {
@@ -236,8 +326,7 @@ impl CoordBarrier<'_, '_> {
     /// Tells the coordinator `msg`, then waits for `Write` (`write`) or
     /// `Release` of this generation; `Resume` abandons.
     fn exchange(&mut self, msg: &ToCoordinator, write: bool) -> BarrierWord {
-        let mut w = self.s;
-        if let Err(e) = ckpt_protocol::send(&mut w, msg) {
+        if let Err(e) = send(self.s, msg) {
             return BarrierWord::Lost(format!("telling the coordinator: {e}"));
         }
         let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
@@ -338,17 +427,20 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
             },
             ckpt_dir: cfg.dir.clone(),
             barrier: !cfg.no_barrier,
+            // SAFETY: getppid cannot fail.
+            ppid: unsafe { libc::getppid() },
         }),
     });
-    let mut w = s;
-    if let Err(e) = ckpt_protocol::send(&mut w, &hello) {
+    if let Err(e) = send(s, &hello) {
         log!("hello: {e}");
         return false;
     }
     let mut r = BufReader::new(s);
     match ckpt_protocol::recv::<_, ToClient>(&mut r) {
         Ok(Some(ToClient::Welcome { interval })) => {
-            log!(
+            WELCOMED.store(pid as u32, Ordering::Release);
+            sys::futex_wake(&WELCOMED);
+            debug!(
                 "connected to {}:{} (interval {interval})",
                 cfg.host,
                 cfg.port
@@ -367,6 +459,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
         match ckpt_protocol::recv::<_, ToClient>(&mut r) {
             Ok(Some(ToClient::Checkpoint(req))) => {
                 log!("checkpoint generation {}", req.generation);
+                IN_FLIGHT.store(pid as u32, Ordering::Release);
                 // Before the image is taken, so a restored process knows it too.
                 config::set_computation_id(&req.computation_id);
                 let t0 = std::time::Instant::now();
@@ -390,10 +483,22 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
                             req.generation,
                             t0.elapsed().as_millis()
                         );
+                        let host = mem::uname().0;
+                        let outsiders = exec::take_outsiders()
+                            .into_iter()
+                            .map(|o| ckpt_protocol::Outsider {
+                                pid: o.pid,
+                                ppid: pid,
+                                program: o.program,
+                                host: host.clone(),
+                                reason: o.why.text().to_string(),
+                            })
+                            .collect();
                         ToCoordinator::Checkpointed {
                             generation: req.generation,
                             path,
                             bytes,
+                            outsiders,
                         }
                     }
                     checkpoint::Outcome::Failed(reason) => {
@@ -404,12 +509,16 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
                         }
                     }
                     checkpoint::Outcome::Restarted => {
+                        IN_FLIGHT.store(0, Ordering::Release);
                         RESTORED_FROM.store(req.generation, Ordering::SeqCst);
                         std::mem::forget(r);
                         return true;
                     }
                 };
-                if let Err(e) = ckpt_protocol::send(&mut w, &reply) {
+                let sent = send(s, &reply);
+                IN_FLIGHT.store(0, Ordering::Release);
+                sys::futex_wake(&IN_FLIGHT);
+                if let Err(e) = sent {
                     log!("reply: {e}");
                     return false;
                 }

@@ -163,6 +163,7 @@ impl Conn {
                 generation: g,
                 path,
                 bytes,
+                ..
             }) if g == generation => {
                 eprintln!("generation {g}: image {path}: {bytes} bytes");
                 path
