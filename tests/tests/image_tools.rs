@@ -190,6 +190,60 @@ fn extract_gives_the_bytes_the_program_wrote() {
     let want: Vec<u8> = (1000..9000).map(|i| pattern_byte(i, 0x5a)).collect();
     assert!(got == want, "the heap range");
 
+    // The summary as JSON (the bytes to a file), and every region.
+    let o = image(
+        &[
+            "extract",
+            p(&img_path),
+            "--name",
+            "[heap]",
+            "-o",
+            p(&out),
+            "--json",
+        ],
+        None,
+    );
+    ok(&o, "extract --json");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("extract --json");
+    assert_eq!(j["schema"], "ckpt-extract/1");
+    assert_eq!(j["bytes"], heap.end.0 - heap.start.0);
+    assert_eq!(j["regions"][0]["name"], "[heap]");
+    assert_eq!(j["regions"][0]["start"], heap.start.0);
+    let o = image(
+        &["extract", p(&img_path), "--name", "[heap]", "--json"],
+        None,
+    );
+    assert!(
+        !o.status.success(),
+        "--json without -o: the bytes would mix with the JSON"
+    );
+    let dir = c.dir.path().join("all");
+    let o = image(&["extract", p(&img_path), "--all", p(&dir), "--json"], None);
+    ok(&o, "extract --all --json");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let regions = j["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), img.regions().len());
+    assert_eq!(j["unknown"], 0, "every by-reference file is here: {j}");
+    for (r, e) in img.regions().iter().zip(regions) {
+        let f = e["file"].as_str().unwrap();
+        assert_eq!(
+            std::fs::metadata(f).unwrap().len(),
+            r.end.0 - r.start.0,
+            "{f}"
+        );
+    }
+    let heap_file = regions
+        .iter()
+        .find(|e| e["name"] == "[heap]")
+        .and_then(|e| e["file"].as_str())
+        .unwrap();
+    let got = std::fs::read(heap_file).unwrap();
+    let off = (pat.heap.0 - heap.start.0) as usize;
+    assert_eq!(
+        got[off..off + 64],
+        (0..64).map(|i| pattern_byte(i, 0x5a)).collect::<Vec<_>>()[..]
+    );
+
     // The same from a stream.
     for sel in [vec!["--range", range.as_str()], vec!["--name", "[stack]"]] {
         let mut a = vec!["extract", "-"];
@@ -340,6 +394,24 @@ fn gdb_reads_the_core_of_a_multithreaded_program() {
         lo <= value && value <= hi,
         "consumed {value} between the ticks around the checkpoint ({lo}..{hi})"
     );
+
+    // What it wrote, as JSON.
+    let core3 = c.dir.path().join("threads-json.core");
+    let o = image(&["core", p(&img_path), "-o", p(&core3), "--json"], None);
+    ok(&o, "image core --json");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("core --json");
+    assert_eq!(j["schema"], "ckpt-core/1");
+    let mut tids: Vec<i64> = j["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    tids.sort();
+    let mut want: Vec<i64> = img.threads().iter().map(|t| t.tid.0 as i64).collect();
+    want.sort();
+    assert_eq!(tids, want);
+    assert_eq!(j["missing_files"].as_array().map(Vec::len), Some(0), "{j}");
 
     // The same core from a stream.
     let core2 = c.dir.path().join("threads-stdin.core");
@@ -712,7 +784,12 @@ fn check_host_names_a_changed_program_file() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("verdict: restartable here"), "{out}");
-    assert!(out.contains(&format!("file {}", exe.display())), "{out}");
+    let file_line = format!("file {}: same file", exe.display());
+    assert_eq!(
+        out.matches(&file_line).count(),
+        1,
+        "one check per file: {out}"
+    );
     let o = image(&["check-host", "--json", "-"], Some(&img));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -787,4 +864,140 @@ fn validate_and_inspect_read_a_stream() {
     let b: serde_json::Value = serde_json::from_slice(&from_stdin.stdout).unwrap();
     a["image"] = b["image"].clone();
     assert_eq!(a, b);
+}
+
+/// `ckpt image ...` on every image of a test program's computation: each
+/// tool succeeds and agrees with the others (validate, inspect, diff of
+/// an image with itself and with its repacks, check-host, core read by
+/// gdb, extract of every region).
+fn every_tool_on(prog: &str, args: &[&str], processes: usize) {
+    let mut c = Computation::new(&format!("imgall-{prog}"));
+    let stop = c.stop_file().display().to_string();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| match *a {
+            "STOP" => stop.clone(),
+            "DIR" => c.dir.path().display().to_string(),
+            sub if sub.starts_with("DIR/") => {
+                let p = c.dir.path().join(&sub[4..]);
+                if !sub.ends_with("fifo") {
+                    std::fs::create_dir_all(&p).unwrap();
+                }
+                p.display().to_string()
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exe = program(prog);
+    c.launch_tree(&exe, &args, processes);
+    c.wait_lines(2, |_| true, T);
+    let images = c.checkpoint_all(processes);
+    c.kill();
+    for img_path in &images {
+        let img = MappedImage::open(img_path).unwrap();
+        let what = format!("{prog} {}", img_path.display());
+        ok(&image(&["validate", p(img_path)], None), &what);
+        ok(&image(&["inspect", p(img_path)], None), &what);
+        let o = image(&["inspect", "--json", p(img_path)], None);
+        ok(&o, &what);
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(j["threads"].as_array().unwrap().len(), img.threads().len());
+        let same = image(&["diff", p(img_path), p(img_path)], None);
+        assert_eq!(same.status.code(), Some(0), "{what}: {}", text(&same));
+
+        // Repacked: other chunks and compression, the same memory.
+        let dir = c.dir.path();
+        let out = dir.join("repacked.ckpt");
+        repack(
+            img_path,
+            &out,
+            &["--compress", "zstd:1", "--chunk-pages", "16"],
+        );
+        let d = image(&["diff", p(img_path), p(&out)], None);
+        assert_eq!(d.status.code(), Some(0), "{what}: repack: {}", text(&d));
+        // Files embedded, then referenced again: the storage changes, the memory does not.
+        let emb = dir.join("embedded.ckpt");
+        repack(img_path, &emb, &["--embed-files"]);
+        let refd = dir.join("referenced.ckpt");
+        repack(&emb, &refd, &["--by-reference"]);
+        for o in [&emb, &refd] {
+            ok(&image(&["validate", p(o)], None), &what);
+            let d = image(&["diff", "--json", p(img_path), p(o)], None);
+            let j: serde_json::Value = serde_json::from_slice(&d.stdout)
+                .unwrap_or_else(|_| panic!("{what}: {}", text(&d)));
+            assert_eq!(j["pages"].as_array().map(Vec::len), Some(0), "{what}: {j}");
+            assert_eq!(
+                j["warnings"].as_array().map(Vec::len),
+                Some(0),
+                "{what}: {j}"
+            );
+        }
+
+        let ch = image(&["check-host", p(img_path)], None);
+        assert_eq!(ch.status.code(), Some(0), "{what}: {}", text(&ch));
+
+        let core = dir.join("image.core");
+        ok(&image(&["core", p(img_path), "-o", p(&core)], None), &what);
+        let out = gdb(&exe, &core, &["info threads"]);
+        assert_eq!(info_threads(&out), img.threads().len(), "{what}:\n{out}");
+
+        let all = dir.join("regions");
+        let _ = std::fs::remove_dir_all(&all);
+        let o = image(&["extract", p(img_path), "--all", p(&all), "--json"], None);
+        ok(&o, &what);
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(j["regions"].as_array().unwrap().len(), img.regions().len());
+        assert_eq!(j["unknown"], 0, "{what}: {j}");
+        let o = image(&["extract", "-", "--name", "[stack]"], Some(img_path));
+        ok(&o, &what);
+        let stack = img.regions().iter().find(|r| r.name == b"[stack]").unwrap();
+        assert_eq!(o.stdout.len() as u64, stack.end.0 - stack.start.0);
+    }
+}
+
+#[test]
+fn every_tool_on_counter() {
+    every_tool_on("counter", &["STOP"], 1);
+}
+
+#[test]
+fn every_tool_on_fdkinds() {
+    every_tool_on("fdkinds", &["STOP", "eventfd,timerfd,signalfd,epoll"], 1);
+}
+
+#[test]
+fn every_tool_on_files() {
+    every_tool_on("files", &["STOP", "DIR/files"], 1);
+}
+
+#[test]
+fn every_tool_on_pipes() {
+    every_tool_on("pipes", &["STOP", "DIR/fifo"], 1);
+}
+
+#[test]
+fn every_tool_on_procstate() {
+    every_tool_on("procstate", &["STOP", "DIR"], 1);
+}
+
+#[test]
+fn every_tool_on_signals_and_timers() {
+    every_tool_on("signals", &["STOP"], 1);
+    every_tool_on("sigblock", &["STOP"], 1);
+    every_tool_on("timers", &["STOP"], 1);
+}
+
+#[test]
+fn every_tool_on_vdso_rseq_and_inotify() {
+    every_tool_on("vdso_rseq", &["STOP"], 1);
+    every_tool_on("inotify", &["STOP", "DIR/watched"], 1);
+}
+
+#[test]
+fn every_tool_on_process_trees() {
+    every_tool_on("zombie", &["STOP"], 1);
+    every_tool_on("forktree", &["STOP"], 4);
+    every_tool_on("pipeline", &["STOP"], 3);
+    every_tool_on("ofd", &["DIR", "STOP"], 2);
 }
