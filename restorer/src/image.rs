@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ckpt_format::{
     ChunkMeta, FdEntry, ImageHeader, MappedImage, Process, Region, Rlimit, SignalState, Thread,
-    Timers, Zombie,
+    SharedMapping, Timers, Zombie,
 };
 
 pub struct Image {
@@ -21,6 +21,8 @@ pub struct Image {
     pub rlimits: Vec<Rlimit>,
     /// Children that had exited, not yet reaped (ZOMBIES, format 1.2).
     pub zombies: Vec<Zombie>,
+    /// Shared regions mapping shared-memory objects (SHARED_MEMORY, 1.3).
+    pub shared_memory: Vec<SharedMapping>,
     /// Page-data chunks in index order.
     pub chunks: Vec<ChunkMeta>,
     mapped: MappedImage,
@@ -41,6 +43,7 @@ impl Image {
             timers: mapped.timers().cloned(),
             rlimits: mapped.rlimits().to_vec(),
             zombies: mapped.zombies().to_vec(),
+            shared_memory: mapped.shared_memory().to_vec(),
             chunks: mapped.chunks().iter().map(|c| c.meta).collect(),
             mapped,
         })

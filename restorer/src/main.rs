@@ -25,6 +25,7 @@ mod paths;
 mod plan;
 mod procstate;
 mod restore;
+mod shm;
 mod sys;
 mod tree;
 mod tty;
@@ -182,6 +183,15 @@ fn main() {
     };
     // So are the open file descriptions they share (one offset).
     inherited.extend(fds::share_descriptions(&imgs));
+    // Shared memory objects: made once here, inherited by all.
+    let mut inherited = inherited;
+    match shm::share(&imgs) {
+        Ok(fds) => inherited.extend(fds),
+        Err(e) => {
+            log::error(&e);
+            std::process::exit(2);
+        }
+    }
     let settings = restore::Settings::from_env();
     let restore_one = |i: usize, barrier: &barrier::Barrier| -> std::convert::Infallible {
         restore::run(&imgs[tree.nodes[i].image], &opts, &settings, barrier)

@@ -125,6 +125,9 @@ enum Place {
         fd: i32,
         copies: Vec<(u64, u64, u64)>,
     },
+    /// Mapped shared from a shared-memory object made before the tree
+    /// was forked (shm.rs), at `offset` in it; its chunks are in the object.
+    Shared { fd: i32, offset: u64 },
     /// The running kernel's own vdso/vvar, moved there by mremap.
     KernelVdso,
     /// Not restored (vsyscall).
@@ -191,7 +194,10 @@ fn open_backing(r: &Region) -> Result<i32, String> {
         .map_err(|e| format!("backing file {name} of region {:#x}: {e}", r.start.0))?;
     let m = f.metadata().map_err(|e| format!("{name}: {e}"))?;
     let mtime = m.mtime() * 1_000_000_000 + m.mtime_nsec();
-    if m.ino() != b.file.inode || m.size() != b.file.size || mtime != b.file.mtime_ns {
+    // A shared mapping's writes change the file's size and mtime: only
+    // its identity is checked (spec §4.4, shared regions).
+    let changed = !r.shared && (m.size() != b.file.size || mtime != b.file.mtime_ns);
+    if m.ino() != b.file.inode || changed {
         return Err(format!(
             "backing file {name} changed since the checkpoint (inode {} size {} mtime {} now, {} {} {} in the image)",
             m.ino(),
@@ -368,6 +374,17 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     // How each region gets into place.
     let mut places = Vec::with_capacity(img.regions.len());
     for r in &img.regions {
+        if let Some(m) = img.shared_memory.iter().find(|m| m.start == r.start) {
+            let fd = crate::shm::fd_of(m).ok_or(format!(
+                "region {:#x}: its shared memory object was not made",
+                r.start.0
+            ))?;
+            places.push(Place::Shared {
+                fd,
+                offset: m.offset,
+            });
+            continue;
+        }
         let place = match r.kind {
             RegionKind::Vsyscall => Place::Skip,
             RegionKind::Vdso | RegionKind::Vvar | RegionKind::VvarVclock if matched => {
@@ -761,6 +778,18 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
                 if extra != 0 {
                     plan.mprotect(r.start.0, range(r).len(), prot);
                 }
+            }
+            Place::Shared { fd, offset } => {
+                let what = String::from_utf8_lossy(&r.name).into_owned();
+                plan.mmap_fixed(
+                    &what,
+                    r.start.0,
+                    range(r).len(),
+                    r.prot.0 as u64,
+                    libc::MAP_SHARED as u64,
+                    *fd,
+                    *offset,
+                );
             }
             Place::KernelVdso | Place::Skip => {}
         }

@@ -8,6 +8,9 @@ pub mod inotify;
 /// Terminal ioctls.
 #[path = "sys/tty.rs"]
 pub mod tty;
+/// Shared-memory objects.
+#[path = "sys/shm.rs"]
+pub mod shm;
 
 use std::io;
 

@@ -254,7 +254,7 @@ fn gdb_reads_the_core_of_an_image() {
     let core = dir.join("prog.core");
     let img = MappedImage::open(&img_path).unwrap();
     assert_eq!(img.threads().len(), 2);
-    ckpt_tools::image::core::run(&img_path, &core).unwrap();
+    ckpt_tools::image::core::run(&img_path, &core, false).unwrap();
 
     let gdb = Command::new("gdb")
         .args([

@@ -12,7 +12,9 @@ use ckpt_format::*;
 use crate::mem;
 
 mod fds;
+mod shm;
 mod tty;
+pub use shm::assign as shared_memory;
 pub use fds::{fds, peers, set_peers, FdError, MAX_FILE_CONTENTS};
 
 pub const PAGE: u64 = 4096;
@@ -216,7 +218,9 @@ fn plan_one(
     let mut stable = None;
     if kind == RegionKind::File {
         let ident = if deleted { None } else { file_identity(&name) };
-        let storage = if ident.as_ref().is_some_and(|i| i.inode == m.inode) && !m.shared && !embed {
+        // A shared mapping of a regular file: its pages live in the file
+        // (spec §4.4, shared regions); by reference, none stored.
+        let storage = if ident.as_ref().is_some_and(|i| i.inode == m.inode) && !embed {
             by_ref = true;
             FileStorage::ByReference
         } else {

@@ -196,6 +196,7 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
 pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) -> Outcome {
     let signo = suspend::SIGNO.load(Ordering::Relaxed);
     let t0 = std::time::Instant::now();
+    crate::ensure_workers();
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
         return Outcome::Failed(e);
@@ -580,7 +581,8 @@ fn write_to(
         return Err(e);
     }
     let threads = thread_records(pid);
-    let regions = capture::plan_regions(&[alloc::scratch_range(), cache::range()], MAX_CHUNK);
+    let mut regions = capture::plan_regions(&[alloc::scratch_range(), cache::range()], MAX_CHUNK);
+    let shared = capture::shared_memory(&mut regions, MAX_CHUNK);
     let vdso = regions
         .iter()
         .find(|r| r.region.kind == RegionKind::Vdso)
@@ -617,7 +619,7 @@ fn write_to(
     let err = |e: ckpt_format::Error| format!("write {tmp}: {e}");
     let mut zombies = capture::zombies();
     crate::exec::record_outsiders(&mut zombies);
-    let minor = ckpt_format::minor_for(&fds, &zombies);
+    let minor = ckpt_format::minor_for_image(&fds, &zombies, &shared);
     let mut enc = Encoder::with_minor(bw, &header, minor).map_err(err)?;
     enc.process(&process).map_err(err)?;
     for t in &threads {
@@ -673,6 +675,9 @@ fn write_to(
     .map_err(err)?;
     if !zombies.is_empty() {
         enc.zombies(&zombies).map_err(err)?;
+    }
+    if !shared.is_empty() {
+        enc.shared_memory(&shared).map_err(err)?;
     }
 
     let meta = |j: &Job| ChunkMeta {

@@ -232,9 +232,11 @@ pub fn wait_ack(timeout_ms: u64) -> bool {
 /// A worker's life. Slot `1 + k` holds its thread record.
 pub fn worker(k: usize) {
     sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
+    // The generation is read before the tid is published: the checkpoint
+    // thread sends its first command once it sees the tid.
+    let mut seen = WORK_GEN.load(Ordering::Acquire);
     WORKER_TIDS[k].store(sys::gettid(), Ordering::Release);
     let s = 1 + k;
-    let mut seen = WORK_GEN.load(Ordering::Acquire);
     loop {
         while WORK_GEN.load(Ordering::Acquire) == seen {
             sys::futex_wait(&WORK_GEN, seen, 0);

@@ -2,7 +2,7 @@
 //! restart hand-off block, and the writer's own fds.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use ckpt_format::abi::{get_cstr, RestartInfo};
 
@@ -129,9 +129,19 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// gethostid(), asked once per program: glibc may resolve the host name
+/// through NSS (/etc/hosts, even DNS) for it, which a fork child must not
+/// pay for, nor do in an atfork handler.
+static HOSTID: AtomicU32 = AtomicU32::new(0);
+static HOSTID_KNOWN: AtomicBool = AtomicBool::new(false);
+
 fn new_unique_id() -> String {
-    // SAFETY: gethostid has no arguments.
-    let hostid = unsafe { libc::gethostid() } as u32;
+    if !HOSTID_KNOWN.load(Ordering::Acquire) {
+        // SAFETY: gethostid has no arguments.
+        HOSTID.store(unsafe { libc::gethostid() } as u32, Ordering::Relaxed);
+        HOSTID_KNOWN.store(true, Ordering::Release);
+    }
+    let hostid = HOSTID.load(Ordering::Relaxed);
     format!(
         "{hostid:08x}-{}-{:x}",
         sys::getpid(),
@@ -163,24 +173,53 @@ fn prog_name() -> String {
 }
 
 /// Opens `$tmpdir/ckpt-<prog>-<pid>.log` as the log.
+/// Names the log file `$CKPT_TMPDIR/ckpt-<prog>-<pid>.log`; it is created
+/// by the first line logged (`open_pending_log`), not before: most fork
+/// children and exec'd commands never log, and creating a file per
+/// process was most of what ckpt added to a fork (doc/bench.md).
 pub fn open_log(tmpdir: &str, prog: &str) {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = format!("{tmpdir}/ckpt-{prog}-{}.log", sys::getpid());
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return;
+    };
+    let old = LOG_PATH.swap(Box::into_raw(Box::new(c)), Ordering::AcqRel);
+    if !old.is_null() {
+        // SAFETY: `old` came from Box::into_raw above and was swapped out,
+        // so nobody else holds it.
+        drop(unsafe { Box::from_raw(old) });
+    }
+}
+
+/// The log file to create at the first line (null: none pending).
+static LOG_PATH: AtomicPtr<std::ffi::CString> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Creates the pending log file (from `sys::log_args`, so with raw
+/// syscalls only: it may run in a signal handler); -1 if none.
+pub fn open_pending_log() -> i32 {
+    let p = LOG_PATH.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if p.is_null() {
+        return sys::LOG_FD.load(Ordering::Acquire);
+    }
+    // Leaked on purpose: freeing could run in a signal handler.
+    // SAFETY: `p` came from Box::into_raw in open_log and was swapped out.
+    let path: &std::ffi::CStr = unsafe { &*p };
+    let fd = sys::open_log_file(path);
+    if fd >= 0 {
+        sys::LOG_FD.store(fd, Ordering::Release);
+    }
+    fd
+}
+
+/// Creates the log file now (after a restart, where its fd number is
+/// kept).
+fn open_log_now(tmpdir: &str, prog: &str) {
+    use std::os::unix::fs::DirBuilderExt;
     let _ = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(tmpdir);
-    let path = format!("{tmpdir}/ckpt-{prog}-{}.log", sys::getpid());
-    if let Ok(f) = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-    {
-        use std::os::fd::IntoRawFd;
-        let old = sys::LOG_FD.swap(sys::to_high_fd(f.into_raw_fd()), Ordering::SeqCst);
-        let _ = old; // a restored process's old log fd was closed by the restorer
-    }
+    open_log(tmpdir, prog);
+    open_pending_log();
 }
 
 /// `CKPT_SECRET`, else the contents of `CKPT_SECRET_FILE`, else the
@@ -322,7 +361,7 @@ pub fn apply_restart(ri: &RestartInfo) {
     }
     let old_log = sys::LOG_FD.swap(-1, Ordering::SeqCst);
     let reserved_log = sys::reserve_fd(old_log);
-    open_log(&c.tmpdir, &c.prog);
+    open_log_now(&c.tmpdir, &c.prog);
     if reserved_log {
         let new = sys::LOG_FD.load(Ordering::SeqCst);
         sys::LOG_FD.store(sys::move_fd(new, old_log), Ordering::SeqCst);

@@ -169,7 +169,7 @@ extern "C" fn ckpt_writer_init() {
         log!("cannot map the scratch arena");
         return;
     }
-    log!(
+    debug!(
         "writer loaded: prog {} pid {} unique id {} coordinator {}:{} signal {signo}",
         cfg.prog,
         sys::getpid(),
@@ -192,6 +192,23 @@ fn start_threads() {
 }
 
 fn spawn_threads() {
+    compress::NWORKERS.store(0, Ordering::SeqCst);
+    let _ = std::thread::Builder::new()
+        .name("ckpt-thread".into())
+        .stack_size(1 << 20)
+        .spawn(ckpt_thread);
+}
+
+/// Starts the compression workers, once per process, when its first
+/// checkpoint begins (by the checkpoint thread, before anything is
+/// suspended: pthread_create takes libc's locks). Not at start-up: a
+/// thread each fork child and exec'd program would pay for, never used
+/// by most of them.
+pub fn ensure_workers() {
+    if compress::NWORKERS.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    let old = sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
     // SAFETY: sysconf has no side effects.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     let nw = (cpus.min(4) - 1).min(compress::MAX_WORKERS);
@@ -210,6 +227,7 @@ fn spawn_threads() {
         }
         started += 1;
     }
+    sys::sigmask(libc::SIG_SETMASK, Some(old));
     // Wait until the workers know their tids (they are excluded from signals).
     for k in 0..started {
         while compress::WORKER_TIDS[k].load(Ordering::Acquire) == 0 {
@@ -217,10 +235,6 @@ fn spawn_threads() {
         }
     }
     compress::NWORKERS.store(started, Ordering::SeqCst);
-    let _ = std::thread::Builder::new()
-        .name("ckpt-thread".into())
-        .stack_size(1 << 20)
-        .spawn(ckpt_thread);
 }
 
 /// Called in the child after fork (pthread_atfork).
@@ -231,7 +245,7 @@ pub fn child_after_fork() {
     suspend::reset_after_fork();
     config::after_fork();
     RESTORED_FROM.store(0, Ordering::SeqCst);
-    log!("forked child: new identity");
+    debug!("forked child: new identity");
     start_threads();
 }
 

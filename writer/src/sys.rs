@@ -1,5 +1,7 @@
 //! Raw syscalls and the log: async-signal-safe, no allocation, no libc locks.
 
+/// Residency of shared memory pages.
+pub mod shm;
 /// Terminal ioctls.
 pub mod tty;
 
@@ -172,9 +174,12 @@ impl std::fmt::Write for LineBuf {
 
 /// Writes one line to the log (no allocation).
 pub fn log_args(args: std::fmt::Arguments<'_>) {
-    let fd = LOG_FD.load(Ordering::Relaxed);
+    let mut fd = LOG_FD.load(Ordering::Relaxed);
     if fd < 0 {
-        return;
+        fd = crate::config::open_pending_log();
+        if fd < 0 {
+            return;
+        }
     }
     let mut lb = LineBuf::new();
     let _ = std::fmt::Write::write_fmt(&mut lb, format_args!("[{}] ", gettid()));
@@ -472,4 +477,29 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> Option<usize> {
         )
     };
     (n >= 0 && (n as usize) < buf.len()).then_some(n as usize)
+}
+
+/// Opens (creating, mode 0600, append) the log file `path`, creating its
+/// directory (one level, 0700) if missing, and moves it to a high fd.
+/// Raw syscalls only: the first line logged may come from a signal handler.
+pub fn open_log_file(path: &std::ffi::CStr) -> i32 {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    // SAFETY: path is NUL-terminated.
+    let mut fd = unsafe { libc::open(path.as_ptr(), flags, 0o600) };
+    if fd < 0 {
+        let bytes = path.to_bytes();
+        if let Some(slash) = bytes.iter().rposition(|&b| b == b'/') {
+            let mut dir = [0u8; 4096];
+            if slash > 0 && slash < dir.len() {
+                dir[..slash].copy_from_slice(&bytes[..slash]);
+                // SAFETY: `dir` is NUL-terminated (zero-filled past slash);
+                // then the same open as above.
+                fd = unsafe {
+                    libc::mkdir(dir.as_ptr() as *const libc::c_char, 0o700);
+                    libc::open(path.as_ptr(), flags, 0o600)
+                };
+            }
+        }
+    }
+    to_high_fd(fd)
 }

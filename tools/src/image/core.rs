@@ -274,7 +274,7 @@ pub fn write_core(img: &MappedImage, out: &mut std::fs::File) -> anyhow::Result<
     Ok(())
 }
 
-pub fn run(image: &Path, output: &Path) -> anyhow::Result<i32> {
+pub fn run(image: &Path, output: &Path, as_json: bool) -> anyhow::Result<i32> {
     let img = open_image(image)?;
     if img.header().arch != 62 {
         anyhow::bail!("core files are written for x86_64 images only");
@@ -288,15 +288,20 @@ pub fn run(image: &Path, output: &Path) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot create {}", output.display()))?;
     write_core(&img, &mut f)?;
     f.sync_all()?;
-    eprint!("{}", render(&img, &output.display().to_string()));
+    let out = output.display().to_string();
+    if as_json {
+        let v = to_json(&img, &image.display().to_string(), &out);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        eprint!("{}", render(&img, &out));
+    }
     Ok(0)
 }
 
-/// What `core` says once the file is written: what it holds, what the
-/// image leaves to files, and how to open it.
-pub fn render(img: &MappedImage, output: &str) -> String {
-    // By-reference files that are not here (or differ): gdb reads their
-    // pages from the file itself, the core has zeros where it could not.
+/// By-reference files that are absent or changed here: the core has
+/// zeros where the image leaves pages to them (gdb reads a region with no
+/// stored page from the file itself, when it is there).
+pub fn missing_files(img: &MappedImage) -> Vec<String> {
     let mut missing: Vec<String> = Vec::new();
     for b in img.regions().iter().filter_map(|r| r.backing.as_ref()) {
         let path = String::from_utf8_lossy(&b.file.path).into_owned();
@@ -307,6 +312,26 @@ pub fn render(img: &MappedImage, output: &str) -> String {
             missing.push(path);
         }
     }
+    missing
+}
+
+/// What `core --json` prints (schema `ckpt-core/1`, spec/tools-json.md).
+pub fn to_json(img: &MappedImage, image: &str, output: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "ckpt-core/1",
+        "image": image,
+        "output": output,
+        "exe": String::from_utf8_lossy(&img.process().exe),
+        "threads": img.threads().iter().map(|t| t.tid.0).collect::<Vec<_>>(),
+        "regions": img.regions().len(),
+        "missing_files": missing_files(img),
+    })
+}
+
+/// What `core` says once the file is written: what it holds, what the
+/// image leaves to files that are not here, and how to open it.
+pub fn render(img: &MappedImage, output: &str) -> String {
+    let missing = missing_files(img);
     let mut s = format!(
         "wrote {output} ({} threads, {} regions); open it with: gdb {} {output}\n",
         img.threads().len(),

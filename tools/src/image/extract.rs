@@ -9,6 +9,7 @@ use super::progress::Progress;
 use super::repack::open_image;
 use anyhow::{bail, Context};
 use ckpt_format::{MappedImage, Region};
+use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 
@@ -97,56 +98,6 @@ fn file_name(i: usize, r: &Region) -> String {
     )
 }
 
-pub fn run(
-    path: &Path,
-    region: Option<&str>,
-    output: Option<&Path>,
-    all: Option<&Path>,
-) -> anyhow::Result<i32> {
-    let img = open_image(path)?;
-    if let Some(dir) = all {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let total = img.regions().iter().map(|r| r.end.0 - r.start.0).sum();
-        let mut progress = Progress::new("extract", total);
-        for (i, r) in img.regions().iter().enumerate() {
-            let p = dir.join(file_name(i, r));
-            let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&p)
-                    .with_context(|| format!("cannot create {}", p.display()))?,
-            );
-            write_region_counted(&img, i, &mut f, &mut progress)?;
-            f.flush()?;
-        }
-        drop(progress);
-        eprintln!(
-            "extracted {} regions into {}",
-            img.regions().len(),
-            dir.display()
-        );
-        return Ok(0);
-    }
-    let Some(region) = region else {
-        bail!("give --region, --range, --name or --all");
-    };
-    let i = find_region(&img, region)?;
-    match output {
-        Some(p) => {
-            let mut f = std::io::BufWriter::new(
-                std::fs::File::create(p)
-                    .with_context(|| format!("cannot create {}", p.display()))?,
-            );
-            write_region(&img, i, &mut f)?;
-            f.flush()?;
-        }
-        None => {
-            let mut lock = std::io::BufWriter::new(std::io::stdout().lock());
-            write_region(&img, i, &mut lock)?;
-            lock.flush()?;
-        }
-    }
-    Ok(0)
-}
-
 /// Parses `START-END` (hex, `0x` optional) into a page-independent range.
 pub fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
     let hex = |x: &str| {
@@ -176,7 +127,19 @@ pub fn write_range(
     end: u64,
     out: &mut dyn Write,
 ) -> anyhow::Result<(u64, u64)> {
-    let mut unmapped = 0;
+    let mut sum = ExtractSummary::default();
+    write_range_into(img, start, end, out, &mut sum)?;
+    Ok((sum.bytes, sum.unmapped))
+}
+
+/// [`write_range`], adding to `sum`.
+fn write_range_into(
+    img: &MappedImage,
+    start: u64,
+    end: u64,
+    out: &mut dyn Write,
+    sum: &mut ExtractSummary,
+) -> anyhow::Result<()> {
     let mut pos = start;
     let mut progress = Progress::new("extract", end - start);
     let mut regions: Vec<(usize, &Region)> = img.regions().iter().enumerate().collect();
@@ -196,20 +159,23 @@ pub fn write_range(
         }
         if r.start.0 > pos {
             fill(out, r.start.0 - pos)?;
-            unmapped += r.start.0 - pos;
+            sum.unmapped += r.start.0 - pos;
             pos = r.start.0;
         }
         let stop = end.min(r.end.0);
         let mut m = RegionMemory::new(img, i);
         let unknown = m.write(pos, stop, out, &mut progress)?;
         warn_unknown(&m, unknown);
+        sum.unknown += unknown;
+        sum.regions.push(extracted(i, r, None));
         pos = stop;
     }
     if pos < end {
         fill(out, end - pos)?;
-        unmapped += end - pos;
+        sum.unmapped += end - pos;
     }
-    Ok((end - start, unmapped))
+    sum.bytes += end - start;
+    Ok(())
 }
 
 /// What `extract --range` says on stderr: nothing when every byte is
@@ -235,49 +201,163 @@ pub fn find_by_name(img: &MappedImage, name: &str) -> Vec<usize> {
         .collect()
 }
 
-/// `--range` or `--name`.
-pub fn run_select(
+/// One region `extract` wrote (or wrote part of).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Extracted {
+    /// Region index in the image.
+    pub index: usize,
+    /// Start address.
+    pub start: u64,
+    /// End address.
+    pub end: u64,
+    /// `rwxp`.
+    pub perms: String,
+    /// Mapping name.
+    pub name: String,
+    /// The file it went to (`--all`).
+    pub file: Option<String>,
+}
+
+/// What `extract` wrote (`--json`: schema `ckpt-extract/1`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExtractSummary {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Bytes of `--range` no region maps (written as zeros).
+    pub unmapped: u64,
+    /// Bytes the image leaves to a file that is absent or changed here
+    /// (written as zeros).
+    pub unknown: u64,
+    /// The regions written, in the order written.
+    pub regions: Vec<Extracted>,
+}
+
+fn extracted(i: usize, r: &Region, file: Option<String>) -> Extracted {
+    Extracted {
+        index: i,
+        start: r.start.0,
+        end: r.end.0,
+        perms: super::inspect::perms(r),
+        name: String::from_utf8_lossy(&r.name).into_owned(),
+        file,
+    }
+}
+
+/// Which memory `extract` writes.
+#[derive(Clone, Copy, Debug)]
+pub enum Selection<'a> {
+    /// `--region N|0xADDR`.
+    Region(&'a str),
+    /// `--range START-END`.
+    Range(&'a str),
+    /// `--name NAME`.
+    Name(&'a str),
+    /// `--all DIR`.
+    All(&'a Path),
+}
+
+/// The summary as JSON (schema `ckpt-extract/1`, spec/tools-json.md).
+pub fn to_json(sum: &ExtractSummary, image: &str, output: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(sum).unwrap_or_default();
+    v["schema"] = serde_json::json!("ckpt-extract/1");
+    v["image"] = serde_json::json!(image);
+    v["output"] = serde_json::json!(output);
+    v
+}
+
+/// Writes the selected memory of the image at `path` to `output` (or
+/// stdout, or the `--all` directory).
+pub fn run(
     path: &Path,
-    range: Option<&str>,
-    name: Option<&str>,
+    sel: Selection,
     output: Option<&Path>,
+    as_json: bool,
 ) -> anyhow::Result<i32> {
+    let all = matches!(sel, Selection::All(_));
+    if as_json && output.is_none() && !all {
+        bail!("--json prints the summary on stdout: give the bytes a file with -o");
+    }
     let img = open_image(path)?;
-    let mut sink: Box<dyn Write> = match output {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    if let Some(r) = range {
-        let (a, b) = parse_range(r)?;
-        let (n, unmapped) = write_range(&img, a, b, &mut sink)?;
-        sink.flush()?;
-        eprint!("{}", range_summary(n, unmapped));
-        return Ok(0);
-    }
-    let Some(name) = name else {
-        bail!("give --range or --name");
-    };
-    let found = find_by_name(&img, name);
-    if found.is_empty() {
-        bail!("no region is named {name}");
-    }
-    let total = found
-        .iter()
-        .map(|&i| img.regions()[i].end.0 - img.regions()[i].start.0)
-        .sum();
-    let mut progress = Progress::new("extract", total);
-    for &i in &found {
-        write_region_counted(&img, i, &mut sink, &mut progress)?;
-    }
-    drop(progress);
-    sink.flush()?;
-    if found.len() > 1 {
-        eprintln!(
-            "{} regions named {name}, written in image order",
-            found.len()
+    let mut sum = ExtractSummary::default();
+    let mut note = String::new();
+    if let Selection::All(dir) = sel {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let total = img.regions().iter().map(|r| r.end.0 - r.start.0).sum();
+        let mut progress = Progress::new("extract", total);
+        for (i, r) in img.regions().iter().enumerate() {
+            let p = dir.join(file_name(i, r));
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            );
+            let (n, unknown) = write_region_counted(&img, i, &mut f, &mut progress)?;
+            f.flush()?;
+            sum.bytes += n;
+            sum.unknown += unknown;
+            sum.regions
+                .push(extracted(i, r, Some(p.display().to_string())));
+        }
+        drop(progress);
+        note = format!(
+            "extracted {} regions into {}\n",
+            img.regions().len(),
+            dir.display()
         );
+    } else {
+        let mut sink: Box<dyn Write> = match output {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        let found = match sel {
+            Selection::Region(s) => vec![find_region(&img, s)?],
+            Selection::Name(name) => {
+                let found = find_by_name(&img, name);
+                if found.is_empty() {
+                    bail!("no region is named {name}");
+                }
+                if found.len() > 1 {
+                    note = format!(
+                        "{} regions named {name}, written in image order\n",
+                        found.len()
+                    );
+                }
+                found
+            }
+            Selection::Range(r) => {
+                let (a, b) = parse_range(r)?;
+                write_range_into(&img, a, b, &mut sink, &mut sum)?;
+                note = range_summary(sum.bytes, sum.unmapped);
+                Vec::new()
+            }
+            Selection::All(_) => Vec::new(),
+        };
+        let total = found
+            .iter()
+            .map(|&i| img.regions()[i].end.0 - img.regions()[i].start.0)
+            .sum();
+        let mut progress = Progress::new("extract", total);
+        for &i in &found {
+            let (n, unknown) = write_region_counted(&img, i, &mut sink, &mut progress)?;
+            sum.bytes += n;
+            sum.unknown += unknown;
+            sum.regions.push(extracted(i, &img.regions()[i], None));
+        }
+        drop(progress);
+        sink.flush()?;
+    }
+    if as_json {
+        let out = match (sel, output) {
+            (Selection::All(d), _) => d.display().to_string(),
+            (_, Some(p)) => p.display().to_string(),
+            _ => "-".into(),
+        };
+        let v = to_json(&sum, &path.display().to_string(), &out);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        eprint!("{note}");
     }
     Ok(0)
 }

@@ -64,6 +64,9 @@ pub enum ImageCmd {
         /// Write every region into this directory.
         #[arg(long)]
         all: Option<PathBuf>,
+        /// Print what was written as JSON on stdout (needs -o or --all).
+        #[arg(long)]
+        json: bool,
     },
     /// Re-encode an image: other compression, chunk sizes, file storage.
     /// Written to OUT.tmp, validated, then renamed to OUT. `-` reads the
@@ -120,6 +123,9 @@ pub enum ImageCmd {
         /// The core file to write.
         #[arg(short = 'o', long)]
         output: PathBuf,
+        /// Print what was written as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -135,12 +141,16 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
             name,
             output,
             all,
+            json,
         } => {
-            if range.is_some() || name.is_some() {
-                extract::run_select(&image, range.as_deref(), name.as_deref(), output.as_deref())
-            } else {
-                extract::run(&image, region.as_deref(), output.as_deref(), all.as_deref())
-            }
+            let sel = match (&region, &range, &name, &all) {
+                (Some(r), ..) => extract::Selection::Region(r),
+                (_, Some(r), ..) => extract::Selection::Range(r),
+                (_, _, Some(n), _) => extract::Selection::Name(n),
+                (.., Some(d)) => extract::Selection::All(d),
+                _ => anyhow::bail!("give --region, --range, --name or --all"),
+            };
+            extract::run(&image, sel, output.as_deref(), json)
         }
         ImageCmd::Repack {
             input,
@@ -163,6 +173,10 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
         }
         ImageCmd::Diff { a, b, json } => Ok(diff::run(&a, &b, json)),
         ImageCmd::CheckHost { image, json } => Ok(check_host::run(&image, json)),
-        ImageCmd::Core { image, output } => self::core::run(&image, &output),
+        ImageCmd::Core {
+            image,
+            output,
+            json,
+        } => self::core::run(&image, &output, json),
     }
 }
