@@ -97,3 +97,40 @@ fn this_host_is_read() {
         host.vdso_symbols
     );
 }
+
+/// The `xsave` check of sample::full() with its threads' XSTATE_BV set to
+/// `bv`, on a host whose XCR0 is `have`.
+fn xsave_check(bv: u64, have: u64) -> check_host::Check {
+    let mut s = ckpt_format::sample::full();
+    for t in &mut s.threads {
+        t.xsave.resize(832, 0);
+        t.xsave[512..520].copy_from_slice(&bv.to_le_bytes());
+    }
+    let img = MappedImage::from_bytes(s.encode().unwrap()).unwrap();
+    assert_eq!(img.header().host.xsave_features, 0x602e7);
+    let mut host = same_host(&img);
+    host.xcr0 = Some(have);
+    let rep = check_host::check(&img, &host);
+    rep.checks.into_iter().find(|c| c.name == "xsave").unwrap()
+}
+
+#[test]
+fn xsave_fails_only_for_components_the_saved_threads_use() {
+    // The writer's host had AMX and AVX-512; the threads used AVX only.
+    let c = xsave_check(0x7, 0x7);
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.detail.contains("xtiledata") && c.detail.contains("unused"),
+        "{c:?}"
+    );
+    let c = xsave_check(0x7, 0x602e7);
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    // A thread's AVX state cannot be loaded where AVX is off.
+    let c = xsave_check(0x7, 0x3);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.detail.contains("holds avx, which this CPU lacks"),
+        "{c:?}"
+    );
+    assert!(c.detail.contains("thread(s) 4242"), "{c:?}");
+}

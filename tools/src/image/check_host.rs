@@ -284,6 +284,91 @@ fn xfeature(bit: u32) -> String {
         .map_or_else(|| format!("bit {bit}"), |n| (*n).to_string())
 }
 
+fn names(bits: u64) -> String {
+    (0..64)
+        .filter(|b| bits & (1u64 << b) != 0)
+        .map(xfeature)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The XSAVE components a thread's saved state holds: XSTATE_BV (and, in
+/// the compacted form, XCOMP_BV) of its XSAVE header, at byte 512. A
+/// restore loads them with XRSTOR, which faults on a component this CPU
+/// does not enable.
+fn xsave_in_use(xsave: &[u8]) -> u64 {
+    let word = |o: usize| {
+        xsave
+            .get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let (bv, comp) = (word(512), word(520));
+    bv | if comp >> 63 == 1 {
+        comp & !(1 << 63)
+    } else {
+        0
+    }
+}
+
+/// The `xsave` check: what the saved threads' FP state uses must be
+/// enabled here (fail); what the writer's host enabled but no saved
+/// state uses only matters to a program that asks CPUID (warn).
+fn xsave_check(img: &MappedImage, host: &HostInfo, add: &mut impl FnMut(&str, Status, String)) {
+    let want = img.header().host.xsave_features;
+    let mut used = 0u64;
+    let mut users: Vec<(i32, u64)> = Vec::new();
+    for t in img.threads() {
+        let u = xsave_in_use(&t.xsave);
+        used |= u;
+        users.push((t.tid.0, u));
+    }
+    let Some(have) = host.xcr0 else {
+        if used == 0 && want == 0 {
+            add("xsave", Status::Ok, "image uses no XSAVE".into());
+        } else {
+            add(
+                "xsave",
+                Status::Fail,
+                format!("image XCR0 {want:#x}, this host has no XSAVE"),
+            );
+        }
+        return;
+    };
+    let lacking = used & !have;
+    if lacking != 0 {
+        let tids: Vec<String> = users
+            .iter()
+            .filter(|(_, u)| u & lacking != 0)
+            .map(|(t, _)| t.to_string())
+            .collect();
+        add(
+            "xsave",
+            Status::Fail,
+            format!(
+                "the saved FP state of thread(s) {} holds {}, which this CPU lacks (XCR0 {have:#x})",
+                tids.join(" "),
+                names(lacking)
+            ),
+        );
+    } else if want & !have != 0 {
+        add(
+            "xsave",
+            Status::Warn,
+            format!(
+                "image XCR0 {want:#x}, this host {have:#x}: {} missing here, unused by the saved threads (in use: {used:#x})",
+                names(want & !have)
+            ),
+        );
+    } else {
+        add(
+            "xsave",
+            Status::Ok,
+            format!("image XCR0 {want:#x} within this host's {have:#x}"),
+        );
+    }
+}
+
 /// Checks `img` against `host`.
 pub fn check(img: &MappedImage, host: &HostInfo) -> HostReport {
     let h = img.header();
@@ -353,35 +438,7 @@ pub fn check(img: &MappedImage, host: &HostInfo) -> HostReport {
             "prctl(PR_SET_MM_MAP) unavailable (CONFIG_CHECKPOINT_RESTORE off)".into(),
         );
     }
-    let want = h.host.xsave_features;
-    match host.xcr0 {
-        Some(have) if want & !have == 0 => add(
-            "xsave",
-            Status::Ok,
-            format!("image XCR0 {want:#x} within this host's {have:#x}"),
-        ),
-        Some(have) => {
-            let missing = want & !have;
-            let names: Vec<String> = (0..64)
-                .filter(|b| missing & (1u64 << b) != 0)
-                .map(xfeature)
-                .collect();
-            add(
-                "xsave",
-                Status::Fail,
-                format!(
-                    "image XCR0 {want:#x}, this host {have:#x}: missing {}",
-                    names.join(", ")
-                ),
-            );
-        }
-        None if want == 0 => add("xsave", Status::Ok, "image uses no XSAVE".into()),
-        None => add(
-            "xsave",
-            Status::Fail,
-            format!("image XCR0 {want:#x}, this host has no XSAVE"),
-        ),
-    }
+    xsave_check(img, host, &mut add);
     let missing: Vec<&str> = h
         .host
         .cpu_flags
@@ -405,13 +462,16 @@ pub fn check(img: &MappedImage, host: &HostInfo) -> HostReport {
             format!("missing here: {}", missing.join(" ")),
         );
     }
+    // One check per file (a library is mapped as four or five regions).
+    let mut seen: Vec<&ckpt_format::FileIdentity> = Vec::new();
     for r in img.regions() {
         let Some(b) = r.backing.as_ref() else {
             continue;
         };
-        if b.storage != FileStorage::ByReference {
+        if b.storage != FileStorage::ByReference || seen.contains(&&b.file) {
             continue;
         }
+        seen.push(&b.file);
         let name = format!("file {}", String::from_utf8_lossy(&b.file.path));
         match file_mismatch(&b.file) {
             None => add(&name, Status::Ok, "same file (inode, size, mtime)".into()),
