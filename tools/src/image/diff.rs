@@ -36,6 +36,15 @@ pub struct ThreadChange {
     pub fields: Vec<FieldChange>,
 }
 
+/// An fd in both images whose description differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FdChange {
+    /// Fd number.
+    pub fd: i32,
+    /// Fields that differ, nested ones by path.
+    pub fields: Vec<FieldChange>,
+}
+
 /// A region present in both images (same start) whose description differs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RegionChange {
@@ -96,6 +105,8 @@ pub struct ImageDiff {
     pub fds_removed: Vec<i32>,
     /// Fds in both that differ.
     pub fds_changed: Vec<i32>,
+    /// What differs in each of them (`kind.Pipe.buffered`, `flags`, ...).
+    pub fd_changes: Vec<FdChange>,
     /// Regions only in B.
     pub regions_added: Vec<RegionRef>,
     /// Regions only in A.
@@ -376,11 +387,15 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
     let (fa, fb) = (fd_map(a.fds()), fd_map(b.fds()));
     d.fds_added = fb.keys().filter(|k| !fa.contains_key(k)).copied().collect();
     d.fds_removed = fa.keys().filter(|k| !fb.contains_key(k)).copied().collect();
-    d.fds_changed = fa
-        .iter()
-        .filter(|(k, x)| fb.get(k).is_some_and(|y| y != *x))
-        .map(|(k, _)| *k)
-        .collect();
+    for (k, x) in &fa {
+        if let Some(y) = fb.get(k).filter(|y| *y != x) {
+            d.fds_changed.push(*k);
+            d.fd_changes.push(FdChange {
+                fd: *k,
+                fields: fields("", *x, *y, &["fd"]),
+            });
+        }
+    }
 
     let pairs = pair_regions(a, b);
     // The pages to compare first, for the progress's total.
@@ -476,8 +491,13 @@ pub fn render(d: &ImageDiff, a: &str, b: &str) -> String {
         for f in &d.fds_removed {
             let _ = writeln!(s, "  - fd {f}");
         }
-        for f in &d.fds_changed {
-            let _ = writeln!(s, "  ~ fd {f}");
+        for c in &d.fd_changes {
+            let f: Vec<String> = c
+                .fields
+                .iter()
+                .map(|c| format!("{} {} -> {}", c.field, c.a, c.b))
+                .collect();
+            let _ = writeln!(s, "  ~ fd {}: {}", c.fd, f.join(", "));
         }
     }
     if !(d.regions_added.is_empty() && d.regions_removed.is_empty() && d.regions_changed.is_empty())
