@@ -21,6 +21,7 @@ fn same_host(img: &MappedImage) -> HostInfo {
         arch: 62,
         kernel_release: h.kernel_release.clone(),
         userns: Ok(()),
+        euid: 1000,
         mm_map: true,
         xcr0: Some(h.xsave_features),
         cpu_flags: h.cpu_flags.clone(),
@@ -68,6 +69,7 @@ fn an_old_kernel_without_avx_fails_with_every_reason() {
     host.xcr0 = Some(0x3);
     host.cpu_flags.retain(|f| f != "avx2");
     host.userns = Err("user.max_user_namespaces = 0".into());
+    let mut as_root = host.clone();
     host.vdso_symbols[0].offset += 0x10;
     let rep = check_host::check(&img, &host);
     assert!(!rep.restartable());
@@ -77,6 +79,15 @@ fn an_old_kernel_without_avx_fails_with_every_reason() {
     let j = check_host::to_json(&rep, "v1-full.ckpt");
     assert_eq!(j["schema"], "ckpt-check-host/1");
     assert_eq!(j["restartable"], false);
+    // Root needs no user namespace.
+    as_root.euid = 0;
+    let rep = check_host::check(&img, &as_root);
+    let c = rep
+        .checks
+        .iter()
+        .find(|c| c.name == "user namespaces")
+        .unwrap();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
 }
 
 #[test]

@@ -23,6 +23,9 @@ pub struct HostInfo {
     pub kernel_release: String,
     /// Unprivileged user namespaces are allowed.
     pub userns: Result<(), String>,
+    /// Effective uid of whoever runs the restart (root needs no user
+    /// namespace: ckpt-restore makes only the pid namespace).
+    pub euid: u32,
     /// `prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE)` answers (CONFIG_CHECKPOINT_RESTORE).
     pub mm_map: bool,
     /// XCR0 (None: no XSAVE, or not x86_64).
@@ -108,6 +111,8 @@ impl HostInfo {
             },
             kernel_release: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
             userns,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            euid: unsafe { libc::geteuid() },
             mm_map: mm_map_supported(),
             xcr0: xcr0(),
             cpu_flags: cpu_flags(),
@@ -422,6 +427,11 @@ pub fn check(img: &MappedImage, host: &HostInfo) -> HostReport {
         ),
     }
     match &host.userns {
+        _ if host.euid == 0 => add(
+            "user namespaces",
+            Status::Ok,
+            "not needed: restarting as root".into(),
+        ),
         Ok(()) => add("user namespaces", Status::Ok, "unprivileged allowed".into()),
         Err(e) => add(
             "user namespaces",
