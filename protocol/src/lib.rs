@@ -71,6 +71,12 @@ pub struct WorkerInfo {
     /// Parent's virtual pid (0 = unknown: an older peer).
     #[serde(default)]
     pub ppid: i32,
+    /// Speaks [`ToClient::Continue`], [`ToCoordinator::Continued`] and
+    /// [`ToClient::WasStopped`] (a process stopped by SIGSTOP/SIGTSTP is
+    /// checkpointed too). Absent from older peers (reads as false): they
+    /// are never asked, nor told.
+    #[serde(default)]
+    pub continues: bool,
 }
 
 /// A process of the computation that is not under checkpoint control (a
@@ -155,6 +161,24 @@ pub enum ToClient {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         peers: Vec<i32>,
     },
+    /// Worker (barrier), while it waits for [`ToClient::Write`]: these
+    /// members (virtual pids on its host) have not suspended; continue
+    /// (SIGCONT) those that are stopped (state T: a stopped process's
+    /// writer cannot run) and reply [`ToCoordinator::Continued`].
+    Continue {
+        /// Generation of the checkpoint under way.
+        generation: u64,
+        /// The members not suspended yet.
+        pids: Vec<i32>,
+    },
+    /// Worker (barrier), before [`ToClient::Write`]: it was stopped when
+    /// the checkpoint began and was continued for it; it stops again
+    /// (SIGSTOP) once the checkpoint is over, and after a restart from
+    /// this checkpoint.
+    WasStopped {
+        /// Generation of the checkpoint under way.
+        generation: u64,
+    },
     /// Worker (barrier): every process captured its state; let the
     /// threads run again.
     Release {
@@ -206,6 +230,14 @@ pub enum ToCoordinator {
     Captured {
         /// Generation of the checkpoint under way.
         generation: u64,
+    },
+    /// Worker (barrier): the answer to [`ToClient::Continue`]: the pids
+    /// that were stopped and are continued now.
+    Continued {
+        /// Generation of the checkpoint under way.
+        generation: u64,
+        /// The stopped members it continued.
+        pids: Vec<i32>,
     },
     /// Worker: the checkpoint failed; the process keeps running.
     CheckpointFailed {
@@ -402,6 +434,11 @@ mod tests {
                 peers: vec![10, 11],
             },
             ToClient::Release { generation: 2 },
+            ToClient::Continue {
+                generation: 2,
+                pids: vec![7, 8],
+            },
+            ToClient::WasStopped { generation: 2 },
             ToClient::Resume {
                 generation: 2,
                 reason: "r".into(),

@@ -93,6 +93,11 @@ struct Barrier {
     /// a program exec'd just before its parent stopped), with when they
     /// joined, until they report `Suspended` and are told to write.
     late: BTreeMap<u64, Instant>,
+    /// Stopped members: `Continue` was sent (once per checkpoint), and
+    /// the answers still awaited, with when it was sent; the barrier
+    /// does not move to `Write` before they are in (see
+    /// [`continue_stopped`]).
+    continuing: Option<(Instant, usize)>,
 }
 
 struct State {
@@ -391,6 +396,7 @@ fn timer(sh: &Shared) {
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let mut st = sh.lock();
+        continue_stopped(sh, &mut st);
         barrier_timeout(sh, &mut st);
         if st.interval > 0
             && st.pending.is_none()
@@ -562,6 +568,7 @@ fn start_checkpoint(
             members,
             started: Instant::now(),
             late: BTreeMap::new(),
+            continuing: None,
         });
     }
     st.pending = Some(pending);
@@ -579,7 +586,7 @@ fn advance_barrier(sh: &Shared, st: &mut State) {
     } = st;
     let Some(p) = pending.as_mut() else { return };
     let Some(b) = p.barrier.as_mut() else { return };
-    if !b.left.is_empty() {
+    if !b.left.is_empty() || b.phase == Phase::Suspend && b.continuing.is_some_and(|c| c.1 > 0) {
         return;
     }
     let generation = p.generation;
@@ -750,6 +757,100 @@ fn left_before_stopping(st: &State, id: u64) -> bool {
         .is_some_and(|b| {
             (b.phase == Phase::Suspend && b.left.contains(&id)) || b.late.contains_key(&id)
         })
+}
+
+/// How long the suspend phase waits before it asks whether the members
+/// not suspended yet are stopped.
+const STOPPED_AFTER: Duration = Duration::from_millis(300);
+/// How long it waits for the answers before it writes anyway.
+const CONTINUED_WITHIN: Duration = Duration::from_secs(3);
+
+/// A member stopped by SIGSTOP or SIGTSTP cannot suspend (its writer is
+/// stopped too): once the suspend phase has waited [`STOPPED_AFTER`],
+/// one suspended member of each host is asked to continue those of its
+/// host that are stopped ([`ToClient::Continue`]); each one it continued
+/// is told so ([`ToClient::WasStopped`], before `Write`) and stops again
+/// after the checkpoint. Only workers that speak it are asked or named.
+fn continue_stopped(sh: &Shared, st: &mut State) {
+    let State {
+        pending, workers, ..
+    } = st;
+    let Some(p) = pending.as_mut() else { return };
+    let generation = p.generation;
+    let Some(b) = p.barrier.as_mut() else { return };
+    if b.phase != Phase::Suspend {
+        return;
+    }
+    match b.continuing {
+        Some((at, n)) if n > 0 && at.elapsed() >= CONTINUED_WITHIN => {
+            sh.log_line(&format!(
+                "checkpoint {generation}: {n} answer(s) about stopped processes missing; going on"
+            ));
+            b.continuing = Some((at, 0));
+            advance_barrier(sh, st);
+            return;
+        }
+        Some(_) => return,
+        None if b.left.is_empty() || b.started.elapsed() < STOPPED_AFTER => return,
+        None => {}
+    }
+    let speaks = |id: &u64| workers.get(id).filter(|w| w.info.continues);
+    let mut by_host: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for w in b.left.iter().filter_map(speaks) {
+        by_host
+            .entry(w.info.host.clone())
+            .or_default()
+            .push(w.info.vpid);
+    }
+    let asks: Vec<(u64, Vec<i32>)> = by_host
+        .into_iter()
+        .filter_map(|(host, pids)| {
+            let helper = b
+                .members
+                .iter()
+                .filter(|id| !b.left.contains(id))
+                .find(|id| speaks(id).is_some_and(|w| w.info.host == host))?;
+            Some((*helper, pids))
+        })
+        .collect();
+    let mut asked = 0;
+    for (helper, pids) in asks {
+        if let Some(w) = workers.get_mut(&helper) {
+            if send_to(&mut w.out, &ToClient::Continue { generation, pids }) {
+                asked += 1;
+            }
+        }
+    }
+    b.continuing = Some((Instant::now(), asked));
+}
+
+/// A helper's answer to `Continue`: the members it continued are told
+/// they were stopped.
+fn stopped_continued(sh: &Shared, st: &mut State, host: &str, generation: u64, pids: &[i32]) {
+    let State {
+        pending, workers, ..
+    } = st;
+    let Some(b) = pending
+        .as_mut()
+        .filter(|p| p.generation == generation)
+        .and_then(|p| p.barrier.as_mut())
+    else {
+        return;
+    };
+    for w in workers
+        .values_mut()
+        .filter(|w| w.info.host == host && pids.contains(&w.info.vpid))
+    {
+        sh.say(&format!(
+            "checkpoint {generation}: {}[{}] was stopped: continued for the checkpoint, stopped again after it",
+            w.info.program, w.info.vpid
+        ));
+        send_to(&mut w.out, &ToClient::WasStopped { generation });
+    }
+    if let Some((_, n)) = b.continuing.as_mut() {
+        *n = n.saturating_sub(1);
+    }
+    advance_barrier(sh, st);
 }
 
 /// A member failed or left: the barrier no longer waits for it.
@@ -1396,6 +1497,10 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                     info.program, info.vpid
                 ));
                 barrier_reached(sh, &mut st, id, generation, false);
+            }
+            Ok(Some(ToCoordinator::Continued { generation, pids })) => {
+                let mut st = sh.lock();
+                stopped_continued(sh, &mut st, &info.host, generation, &pids);
             }
             Ok(Some(ToCoordinator::Captured { generation })) => {
                 let mut st = sh.lock();

@@ -344,14 +344,16 @@ fn restarted() {
     alloc::init_scratch();
     compress::cache::forget();
     config::apply_restart(&ri);
-    crate::jobctl::after_restart();
+    let release = crate::jobctl::after_restart();
     log!(
         "restarted (restart #{}): {} of {} threads arrived",
         ri.restarted,
         ARRIVED.load(Ordering::Acquire),
         want
     );
-    suspend::release_all();
+    if release {
+        suspend::release_all();
+    }
 }
 
 fn thread_records(pid: i32) -> Vec<Thread> {

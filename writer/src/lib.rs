@@ -269,6 +269,7 @@ fn ckpt_thread() {
                 config::SOCK_FD.store(-1, Ordering::SeqCst);
             }
             Err(e) if !failing => {
+                jobctl::connected();
                 failing = true;
                 log!(
                     "coordinator {}:{} unreachable ({e}); retrying every second",
@@ -362,6 +363,17 @@ impl CoordBarrier<'_, '_> {
                 {
                     break BarrierWord::Abandoned(reason)
                 }
+                Ok(Some(ToClient::Continue { generation, pids }))
+                    if generation == self.generation =>
+                {
+                    let pids = jobctl::continue_stopped(&pids);
+                    if let Err(e) = send(self.s, &ToCoordinator::Continued { generation, pids }) {
+                        break BarrierWord::Lost(format!("telling the coordinator: {e}"));
+                    }
+                }
+                Ok(Some(ToClient::WasStopped { generation })) if generation == self.generation => {
+                    jobctl::set_stopped()
+                }
                 Ok(Some(ToClient::Kill)) => {
                     log!(
                         "killed by the coordinator during checkpoint {}",
@@ -443,6 +455,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
             barrier: !cfg.no_barrier,
             // SAFETY: getppid cannot fail.
             ppid: unsafe { libc::getppid() },
+            continues: true,
         }),
     });
     if let Err(e) = send(s, &hello) {
@@ -454,6 +467,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
         Ok(Some(ToClient::Welcome { interval })) => {
             WELCOMED.store(pid as u32, Ordering::Release);
             sys::futex_wake(&WELCOMED);
+            jobctl::connected();
             debug!(
                 "connected to {}:{} (interval {interval})",
                 cfg.host,
@@ -532,6 +546,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
                 let sent = send(s, &reply);
                 IN_FLIGHT.store(0, Ordering::Release);
                 sys::futex_wake(&IN_FLIGHT);
+                jobctl::after_checkpoint();
                 if let Err(e) = sent {
                     log!("reply: {e}");
                     return false;

@@ -430,6 +430,12 @@ pub fn same_open_file(a: i32, b: i32) -> Option<bool> {
     (r >= 0).then_some(r == 0)
 }
 
+/// kill(pid, sig).
+pub fn signal_process(pid: i32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscall without pointers.
+    cvt(unsafe { libc::kill(pid, sig) } as _).map(|_| ())
+}
+
 /// Whether this process is a child subreaper (PR_GET_CHILD_SUBREAPER).
 pub fn child_subreaper() -> bool {
     let mut v: libc::c_int = 0;
