@@ -164,9 +164,11 @@ pub enum ToClient {
     /// Worker (barrier), while it waits for [`ToClient::Write`]: these
     /// members (virtual pids on its host) have not suspended; continue
     /// (SIGCONT) those that are stopped (state T: a stopped process's
-    /// writer cannot run) and reply [`ToCoordinator::Continued`].
+    /// writer cannot run) and reply [`ToCoordinator::Continued`]. Also
+    /// outside a checkpoint (generation 0, no reply), just before
+    /// [`ToClient::Kill`], so that stopped processes read theirs.
     Continue {
-        /// Generation of the checkpoint under way.
+        /// Generation of the checkpoint under way (0: none, a kill).
         generation: u64,
         /// The members not suspended yet.
         pids: Vec<i32>,

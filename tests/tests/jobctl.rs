@@ -5,10 +5,12 @@
 //! are checkpointed and killed, restarted from the manifest in a second
 //! window: the job runs on in the foreground; ^Z stops it, `jobs` lists
 //! it, bash is the terminal's foreground at its prompt (tcgetpgrp) and
-//! leads its own group, the job is stopped (ps state T); `fg` continues
-//! it, in the foreground again. Checkpointed and killed again, restarted
-//! in a third window, the same again; ^C ends the job, `exit 7` the
-//! shell, and the restart ends with its status.
+//! leads its own group, the job is stopped (state T); `fg` continues
+//! it, in the foreground again. ^Z again: checkpointed and killed with
+//! the job stopped, restarted in a third window: bash is at its prompt,
+//! `jobs` lists the job stopped, `fg` continues it in the foreground;
+//! ^C ends the job, `exit 7` the shell, and the restart ends with its
+//! status.
 
 use ckpt_tests::{ckpt, program, Computation, TempDir};
 use std::path::{Path, PathBuf};
@@ -175,11 +177,22 @@ fn job_runs_in_foreground(tmux: &Tmux, w: u32, after: usize, job: i32) -> usize 
     j
 }
 
-/// ^Z, `jobs`, the groups and the terminal's foreground, `fg`.
-fn stop_list_continue(tmux: &Tmux, w: u32, job: i32) {
+/// ^Z: the job stops, bash says so.
+fn stop(tmux: &Tmux, w: u32) {
     let at = tmux.lines(w).saturating_sub(1);
     tmux.press(w, "C-z");
     tmux.wait_line_after(w, at, |l| l.contains("Stopped") && l.contains("jobctl"));
+}
+
+/// ^Z, then [`list_continue`].
+fn stop_list_continue(tmux: &Tmux, w: u32, job: i32) {
+    stop(tmux, w);
+    list_continue(tmux, w, job);
+}
+
+/// `jobs` lists the stopped job; the groups and the terminal's
+/// foreground; `fg` continues it.
+fn list_continue(tmux: &Tmux, w: u32, job: i32) {
     let at = tmux.lines(w).saturating_sub(1);
     tmux.line(w, "jobs");
     tmux.wait_line_after(w, at, |l| {
@@ -249,11 +262,17 @@ fn job_control_in_an_interactive_shell_through_tmux() {
             &ckpt_line(&c, &format!("restart --quiet --ckpt-dir {dir}")),
         );
         c.wait_connected(2, T);
-        job_runs_in_foreground(&tmux, w, 0, job);
-        stop_list_continue(&tmux, w, job);
         if w == 1 {
+            job_runs_in_foreground(&tmux, w, 0, job);
+            stop_list_continue(&tmux, w, job);
+            // Checkpointed again while the job is stopped at the prompt.
+            stop(&tmux, w);
             c.checkpoint_all(2);
             kill_all(&mut c);
+        } else {
+            // Restored stopped, bash reading its next command in the
+            // foreground (its prompt was printed before the checkpoint).
+            list_continue(&tmux, w, job);
         }
     }
     let at = tmux.lines(2).saturating_sub(1);

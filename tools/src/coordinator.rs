@@ -1272,6 +1272,27 @@ fn list(sh: &Shared, st: &State) -> Vec<ProcessEntry> {
 
 fn kill_all(sh: &Shared, st: &mut State) -> usize {
     let n = st.workers.len();
+    // A stopped process cannot read its Kill: every other process of its
+    // host continues it first (those in state T), then all are killed.
+    let on_host: Vec<(u64, Vec<i32>)> = st
+        .workers
+        .iter()
+        .filter(|(_, w)| w.info.continues)
+        .map(|(id, w)| {
+            let pids = st
+                .workers
+                .values()
+                .filter(|o| o.info.host == w.info.host && o.info.vpid != w.info.vpid)
+                .map(|o| o.info.vpid)
+                .collect();
+            (*id, pids)
+        })
+        .collect();
+    for (id, pids) in on_host {
+        if let Some(w) = st.workers.get_mut(&id) {
+            send_to(&mut w.out, &ToClient::Continue { generation: 0, pids });
+        }
+    }
     for w in st.workers.values_mut() {
         send_to(&mut w.out, &ToClient::Kill);
     }

@@ -552,6 +552,10 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
                     return false;
                 }
             }
+            Ok(Some(ToClient::Continue { pids, .. })) => {
+                // A kill follows: stopped processes must read theirs.
+                jobctl::continue_stopped(&pids);
+            }
             Ok(Some(ToClient::Kill)) => {
                 log!("killed by the coordinator");
                 sys::exit_group(EXIT_KILLED);
