@@ -11,6 +11,11 @@ command -v musl-gcc >/dev/null || need_apt+=(musl-tools)
 command -v tmux >/dev/null || need_apt+=(tmux)
 command -v gdb >/dev/null || need_apt+=(gdb)
 { command -v setpriv >/dev/null && command -v script >/dev/null; } || need_apt+=(util-linux)
+# process-tree tests: python_pool (python3 multiprocessing), make_build
+# (make -j2), spawn (a cc -static child needs libc.a from libc6-dev)
+[ -x /usr/bin/python3 ] || command -v python3 >/dev/null || need_apt+=(python3)
+command -v make >/dev/null || need_apt+=(make)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need_apt+=(libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"

@@ -174,7 +174,8 @@ fn main() {
         })
         .collect();
     // Pipes between processes of the tree: made once here, inherited by all.
-    let mut inherited = match fds::share_pipes(&imgs, &tree::shared_pipes(&ends)) {
+    let pipes = tree::shared_pipes(&ends, &tree.root_pids());
+    let mut inherited = match fds::share_pipes(&imgs, &pipes) {
         Ok(fds) => fds,
         Err(e) => {
             log::error(&format!("the pipes the processes share: {e}"));

@@ -98,6 +98,11 @@ impl fmt::Display for TreeError {
 impl std::error::Error for TreeError {}
 
 impl Tree {
+    /// Pids of the processes init forks (their parents have no image).
+    pub fn root_pids(&self) -> Vec<i32> {
+        self.roots.iter().map(|&i| self.nodes[i].pid).collect()
+    }
+
     /// Gives node `i` its zombie children, (pid, wait status) in pid
     /// order; `warn` hears about one whose pid cannot be given (1, or a
     /// pid that a process of the tree or another zombie holds).
@@ -242,18 +247,27 @@ pub struct SharedPipe {
 /// The pipes to share: held by two processes or more, and either wholly
 /// inside the tree or on an fd above 2 somewhere (fds 0-2 of a pipe that
 /// leads outside, the restart's stdout, stay as inherited: shared already).
-pub fn shared_pipes(ends: &[PipeEnd]) -> Vec<SharedPipe> {
+/// A pipe no root holds (`roots`: pids of the processes whose parent has
+/// no image) was made inside the tree, even when one end is gone (its
+/// writer exited, `as` reading what `cc1` wrote before it ended): it is
+/// the tree's too, made and refilled even for a single holder on fds 0-2,
+/// so the reader gets the bytes and then end-of-file, not the restart's
+/// stdin.
+pub fn shared_pipes(ends: &[PipeEnd], roots: &[i32]) -> Vec<SharedPipe> {
     let mut by_pipe: BTreeMap<u64, Vec<&PipeEnd>> = BTreeMap::new();
     for e in ends {
         by_pipe.entry(e.2).or_default().push(e);
     }
     let mut out = Vec::new();
     for (pipe_id, v) in by_pipe {
-        let inside = v.iter().any(|e| e.3) && v.iter().any(|e| !e.3);
+        let held_by_root = v.iter().any(|e| roots.contains(&e.0));
+        let inside = (v.iter().any(|e| e.3) && v.iter().any(|e| !e.3)) || !held_by_root;
         let mut pids: Vec<i32> = v.iter().map(|e| e.0).collect();
         pids.sort_unstable();
         pids.dedup();
-        if pids.len() < 2 || !(inside || v.iter().any(|e| e.1 > 2)) {
+        let several = pids.len() >= 2 && (inside || v.iter().any(|e| e.1 > 2));
+        let lone_stdio = pids.len() == 1 && !held_by_root && v.iter().any(|e| e.1 <= 2);
+        if !several && !lone_stdio {
             continue;
         }
         let holders = v
@@ -415,10 +429,23 @@ mod tests {
             // an outside pipe dup'ed above 2 in two processes
             (10, 9, 5, true),
             (11, 9, 5, true),
+            // a shell's pipe whose writer exited: two readers on fd 0
+            (15, 0, 4, false),
+            (16, 0, 4, false),
+            // one reader on fd 0 whose writer exited (cc1 | as)
+            (17, 0, 3, false),
+            // the restart's stdin, read by the root only
+            (10, 0, 2, false),
         ];
-        let s = shared_pipes(&ends);
+        let s = shared_pipes(&ends, &[10]);
         let ids: Vec<u64> = s.iter().map(|p| p.pipe_id).collect();
-        assert_eq!(ids, vec![5, 6, 8], "{s:?}");
+        assert_eq!(ids, vec![3, 4, 5, 6, 8], "{s:?}");
+        for lone in &s[..2] {
+            assert!(lone.inside, "{lone:?}");
+        }
+        assert_eq!(s[0].bytes_from, Some(17));
+        assert_eq!(s[1].bytes_from, Some(15));
+        let s = &s[2..];
         assert!(!s[0].inside);
         assert_eq!(s[0].bytes_from, None);
         assert!(s[1].inside);
