@@ -870,7 +870,7 @@ fn validate_and_inspect_read_a_stream() {
 /// tool succeeds and agrees with the others (validate, inspect, diff of
 /// an image with itself and with its repacks, check-host, core read by
 /// gdb, extract of every region).
-fn every_tool_on(prog: &str, args: &[&str], processes: usize) {
+fn every_tool_on(prog: &str, args: &[&str], processes: usize) -> Vec<(u16, u16)> {
     let mut c = Computation::new(&format!("imgall-{prog}"));
     let stop = c.stop_file().display().to_string();
     let args: Vec<String> = args
@@ -894,8 +894,10 @@ fn every_tool_on(prog: &str, args: &[&str], processes: usize) {
     c.wait_lines(2, |_| true, T);
     let images = c.checkpoint_all(processes);
     c.kill();
+    let mut versions = Vec::new();
     for img_path in &images {
         let img = MappedImage::open(img_path).unwrap();
+        versions.push(img.version());
         let what = format!("{prog} {}", img_path.display());
         ok(&image(&["validate", p(img_path)], None), &what);
         ok(&image(&["inspect", p(img_path)], None), &what);
@@ -954,6 +956,7 @@ fn every_tool_on(prog: &str, args: &[&str], processes: usize) {
         let stack = img.regions().iter().find(|r| r.name == b"[stack]").unwrap();
         assert_eq!(o.stdout.len() as u64, stack.end.0 - stack.start.0);
     }
+    versions
 }
 
 #[test]
@@ -996,8 +999,16 @@ fn every_tool_on_vdso_rseq_and_inotify() {
 
 #[test]
 fn every_tool_on_process_trees() {
-    every_tool_on("zombie", &["STOP"], 1);
+    let v = every_tool_on("zombie", &["STOP"], 1);
+    assert_eq!(v, vec![(1, 2)], "zombies are a 1.2 image");
     every_tool_on("forktree", &["STOP"], 4);
     every_tool_on("pipeline", &["STOP"], 3);
     every_tool_on("ofd", &["DIR", "STOP"], 2);
+}
+
+#[test]
+fn every_tool_on_shared_memory() {
+    // Format 1.3 images (SHARED_MEMORY) of five processes.
+    let v = every_tool_on("shmtree", &["STOP"], 5);
+    assert!(v.contains(&(1, 3)), "{v:?}");
 }
