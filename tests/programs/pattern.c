@@ -9,7 +9,7 @@
  *   "ticker ADDR"        a long in the heap (its own page, after the
  *                        pattern) that holds the tick number
  * then "tick N" every PATTERN_MS milliseconds (default 100) from main and
- * a second thread sleeping in pattern_worker(). Every tick it checks the
+ * a second thread sleeping in pattern_worker() with a known ymm15. Every tick it checks the
  * patterns; when STOPFILE (argv[1]) exists it prints "VERDICT OK tick N"
  * or "VERDICT FAIL <why>" and exits. */
 #include <pthread.h>
@@ -29,10 +29,17 @@ static unsigned char pattern_byte(size_t i, unsigned char seed) {
     return (unsigned char)((i * 131 + (i >> 12) * 7 + seed) & 0xff);
 }
 
+/* Held in ymm15 while pattern_worker sleeps (when the CPU has AVX), for
+ * gdb to find in a core file. */
+static const unsigned long ymm_value[4] __attribute__((aligned(32))) = {
+    0x1122334455667788UL, 0x0102030405060708UL, 0x99aabbccddeeff00UL, 0x0f0e0d0c0b0a0908UL};
+
 static void *pattern_worker(void *a) {
     (void)a;
+    int avx = __builtin_cpu_supports("avx");
     for (;;) {
         struct timespec ts = {0, 50 * 1000 * 1000};
+        if (avx) __asm__ volatile("vmovdqa %0, %%ymm15" : : "m"(ymm_value) : "xmm15");
         nanosleep(&ts, NULL);
         worker_ticks++;
     }

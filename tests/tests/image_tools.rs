@@ -427,7 +427,7 @@ fn gdb_reads_the_core_of_a_multithreaded_program() {
 
 /// `core` of pattern.c's image: `x` reads the marker string and the heap
 /// pattern at the addresses the program printed; the second thread is in
-/// pattern_worker.
+/// pattern_worker, with the ymm15 it set.
 #[test]
 fn gdb_x_reads_the_memory_the_program_wrote() {
     let mut c = Computation::new("imgcorex");
@@ -448,6 +448,7 @@ fn gdb_x_reads_the_memory_the_program_wrote() {
             &format!("x/4xb {:#x}", pat.stack.0 + 100),
             &format!("x/dg {:#x}", pat.ticker),
             "thread apply all bt",
+            "thread apply all p/x $ymm15.v4_int64",
         ],
     );
     assert!(
@@ -476,6 +477,19 @@ fn gdb_x_reads_the_memory_the_program_wrote() {
         .unwrap_or_else(|| panic!("x/dg ticker:\n{out}"));
     assert!(ticks >= 2, "the ticker: {ticks}");
     assert!(out.contains(" pattern_worker ("), "{out}");
+    // The AVX state (NT_X86_XSTATE): pattern_worker keeps a known ymm15.
+    let avx = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|f| f == "avx");
+    if avx {
+        assert!(
+            out.contains(
+                "{0x1122334455667788, 0x102030405060708, 0x99aabbccddeeff00, 0xf0e0d0c0b0a0908}"
+            ),
+            "gdb reads ymm15 of pattern_worker:\n{out}"
+        );
+    }
     assert!(out.contains(" main ("), "{out}");
 }
 

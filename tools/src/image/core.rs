@@ -1,6 +1,7 @@
 //! `ckpt image core IMAGE -o FILE`: an ELF64 core file of the checkpointed
 //! process, for gdb (`gdb PROGRAM FILE`). One PT_NOTE (per thread
-//! NT_PRSTATUS and NT_FPREGSET; NT_PRPSINFO, NT_AUXV, NT_FILE), then one
+//! NT_PRSTATUS, NT_FPREGSET and NT_X86_XSTATE, so gdb shows the AVX and
+//! AVX-512 registers too; NT_PRPSINFO, NT_AUXV, NT_FILE), then one
 //! PT_LOAD per region. Pages the image does not store are zeros, except in
 //! by-reference file regions, whose bytes come from the file when it is
 //! the same file; a by-reference region with nothing stored gets
@@ -19,6 +20,7 @@ const NT_FPREGSET: u32 = 2;
 const NT_PRPSINFO: u32 = 3;
 const NT_AUXV: u32 = 6;
 const NT_FILE: u32 = 0x4649_4c45;
+const NT_X86_XSTATE: u32 = 0x202;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const EHDR_LEN: u64 = 64;
@@ -26,12 +28,39 @@ const PHDR_LEN: u64 = 56;
 
 /// One ELF note: "CORE" name, 4-byte aligned.
 fn note(out: &mut Vec<u8>, kind: u32, desc: &[u8]) {
-    out.extend_from_slice(&5u32.to_le_bytes());
+    named_note(out, b"CORE", kind, desc);
+}
+
+/// One ELF note with its name, name and desc 4-byte aligned.
+fn named_note(out: &mut Vec<u8>, name: &[u8], kind: u32, desc: &[u8]) {
+    out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
     out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
     out.extend_from_slice(&kind.to_le_bytes());
-    out.extend_from_slice(b"CORE\0\0\0\0");
+    out.extend_from_slice(name);
+    out.push(0);
+    out.resize(out.len().next_multiple_of(4), 0);
     out.extend_from_slice(desc);
     out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// NT_X86_XSTATE as Linux writes it: the XSAVE area (standard form) of
+/// the full size for the enabled features, XCR0 in the first word of the
+/// software-reserved bytes (464), where gdb looks for it. The image holds
+/// the signal frame's area, which ends after the last component in use
+/// and has the kernel's fpx_sw_bytes at 464: the rest is zeros (the
+/// components XSTATE_BV leaves out are in their initial state anyway).
+fn xstate(img: &MappedImage, t: &Thread) -> Option<Vec<u8>> {
+    let h = &img.header().host;
+    let size = h.xsave_size as usize;
+    if t.xsave.len() < 576 || size < 576 || size > 1 << 20 {
+        return None;
+    }
+    let mut b = vec![0u8; size];
+    let n = t.xsave.len().min(size);
+    b[..n].copy_from_slice(&t.xsave[..n]);
+    b[464..512].fill(0);
+    b[464..472].copy_from_slice(&h.xsave_features.to_le_bytes());
+    Some(b)
 }
 
 /// `user_regs_struct`: GpRegs is already in its order.
@@ -128,6 +157,9 @@ fn notes(img: &MappedImage) -> Vec<u8> {
         note(&mut n, NT_PRSTATUS, &prstatus(img, t));
         if t.xsave.len() >= 512 {
             note(&mut n, NT_FPREGSET, &t.xsave[..512]);
+        }
+        if let Some(x) = xstate(img, t) {
+            named_note(&mut n, b"LINUX", NT_X86_XSTATE, &x);
         }
     }
     note(&mut n, NT_PRPSINFO, &prpsinfo(img));
