@@ -77,6 +77,11 @@ pub struct WorkerInfo {
     /// are never asked, nor told.
     #[serde(default)]
     pub continues: bool,
+    /// Inode of its pid namespace (/proc/self/ns/pid; 0 = unknown): a
+    /// coordinator on the same host in the same namespace continues a
+    /// stopped worker itself (by `vpid`) when no other worker can.
+    #[serde(default)]
+    pub pid_ns: u64,
 }
 
 /// A process of the computation that is not under checkpoint control (a

@@ -94,3 +94,88 @@ fn story(c: &mut Computation) {
         "the restart exits with the parent's status"
     );
 }
+
+/// The state letter of /proc/`pid`/stat.
+fn state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// `pid` and its descendants (host pids), from /proc/PID/task/*/children.
+fn tree_of(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", out[i]));
+        for t in tasks.into_iter().flatten().flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            out.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Waits until one of `pids()` is stopped (state T); returns it.
+fn wait_stopped(pids: impl Fn() -> Vec<u32>) -> u32 {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        if let Some(p) = pids().into_iter().find(|&p| state(p) == Some('T')) {
+            return p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing stopped within {T:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(sig: &str, target: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, "--", target])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill {sig} {target}");
+}
+
+/// The whole computation stopped, as ^Z stops `ckpt launch PROGRAM` in a
+/// shell: no other process can continue it, the coordinator does (same
+/// host and pid namespace), and it is stopped again after the checkpoint
+/// (and `ckpt command k` still kills it) and after the restart, until
+/// SIGCONT.
+#[test]
+fn a_launched_process_stopped_as_a_whole() {
+    let mut c = Computation::new("stopped-root");
+    let stop = c.stop_file().display().to_string();
+    c.launch(&program("counter"), &[&stop]);
+    let is_count = |l: &str| l.starts_with("count ");
+    c.wait_lines(2, is_count, T);
+    let pid = c.proc.as_ref().expect("launched").id();
+    signal("-TSTP", &pid.to_string());
+    wait_stopped(|| vec![pid]);
+
+    let image = c.checkpoint();
+    wait_stopped(|| vec![pid]);
+    // `ckpt command k` reaches a stopped process too.
+    let out = c.command(&["k"]);
+    assert!(out.status.success(), "ckpt command k: {out:?}");
+    c.wait_connected(0, T);
+    assert_eq!(c.wait_exit(T), Some(75), "killed by the coordinator");
+
+    c.restart(&image);
+    let restart = c.proc.as_ref().expect("restarted").id();
+    let restored = wait_stopped(|| tree_of(restart));
+    assert_ne!(
+        restored, restart,
+        "the restored process, not ckpt-restore, is stopped"
+    );
+    // SIGCONT to the restart's group (the restored process is in it).
+    signal("-CONT", &format!("-{restart}"));
+    c.wait_lines(2, is_count, T);
+    let v = c.verdict(T);
+    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
+}

@@ -794,6 +794,27 @@ fn continue_stopped(sh: &Shared, st: &mut State) {
         None if b.left.is_empty() || b.started.elapsed() < STOPPED_AFTER => return,
         None => {}
     }
+    // Those the coordinator can reach itself (its host and pid
+    // namespace: a launched process stopped by ^Z, with its whole tree).
+    let here = local_pid_ns();
+    for id in &b.left {
+        let Some(w) = workers.get_mut(id).filter(|w| w.info.continues) else {
+            continue;
+        };
+        if here
+            .as_ref()
+            .is_none_or(|h| (w.info.host.as_str(), w.info.pid_ns) != (h.0.as_str(), h.1))
+        {
+            continue;
+        }
+        if continue_if_stopped(w.info.vpid) {
+            sh.say(&format!(
+                "checkpoint {generation}: {}[{}] was stopped: continued for the checkpoint, stopped again after it",
+                w.info.program, w.info.vpid
+            ));
+            send_to(&mut w.out, &ToClient::WasStopped { generation });
+        }
+    }
     let speaks = |id: &u64| workers.get(id).filter(|w| w.info.continues);
     let mut by_host: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for w in b.left.iter().filter_map(speaks) {
@@ -822,6 +843,26 @@ fn continue_stopped(sh: &Shared, st: &mut State) {
         }
     }
     b.continuing = Some((Instant::now(), asked));
+}
+
+/// This host's name and the inode of the coordinator's pid namespace.
+fn local_pid_ns() -> Option<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let ns = std::fs::metadata("/proc/self/ns/pid").ok()?.ino();
+    Some((host.trim().to_string(), ns))
+}
+
+/// SIGCONT to `pid` if it is stopped (state T of /proc/PID/stat).
+fn continue_if_stopped(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|i| stat.get(i + 2));
+    state == Some(&b'T') && crate::sys::kill(pid, libc::SIGCONT)
 }
 
 /// A helper's answer to `Continue`: the members it continued are told
@@ -1293,8 +1334,15 @@ fn kill_all(sh: &Shared, st: &mut State) -> usize {
             send_to(&mut w.out, &ToClient::Continue { generation: 0, pids });
         }
     }
+    let here = local_pid_ns();
     for w in st.workers.values_mut() {
         send_to(&mut w.out, &ToClient::Kill);
+        if here
+            .as_ref()
+            .is_some_and(|h| (w.info.host.as_str(), w.info.pid_ns) == (h.0.as_str(), h.1))
+        {
+            continue_if_stopped(w.info.vpid);
+        }
     }
     sh.say(&format!("kill sent to {n} process(es)"));
     n

@@ -37,6 +37,12 @@ static STOPPED: AtomicBool = AtomicBool::new(false);
 /// A restored process that stops once connected: its threads wait.
 static HELD: AtomicBool = AtomicBool::new(false);
 
+/// The inode of this process's pid namespace (0 if unknown).
+pub fn pid_ns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
 /// The coordinator's `WasStopped`: this process was stopped.
 pub fn set_stopped() {
     STOPPED.store(true, Ordering::SeqCst);

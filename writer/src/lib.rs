@@ -456,6 +456,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
             // SAFETY: getppid cannot fail.
             ppid: unsafe { libc::getppid() },
             continues: true,
+            pid_ns: jobctl::pid_ns(),
         }),
     });
     if let Err(e) = send(s, &hello) {
