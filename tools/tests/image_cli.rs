@@ -293,6 +293,11 @@ fn validate_accepts_the_goldens_and_rejects_every_corrupted_variant() {
 
 /// An image with 80 MiB of stored pages (zstd, so the file is small).
 fn big_image(dir: &Path) -> PathBuf {
+    big_image_as(dir, "big.ckpt", true)
+}
+
+/// 80 MiB of stored pages, zstd (a small file) or raw (an 80 MiB file).
+fn big_image_as(dir: &Path, name: &str, compress: bool) -> PathBuf {
     use ckpt_format::{Addr, Prot, Region, RegionKind};
     let mut s = ckpt_format::sample::tiny();
     let start = 0x7f00_0000_0000u64;
@@ -306,10 +311,14 @@ fn big_image(dir: &Path) -> PathBuf {
     });
     let r = (s.regions.len() - 1) as u32;
     for k in 0..80u64 {
-        s.chunks
-            .push((r, start + k * mib, vec![(k as u8) | 1; mib as usize], true));
+        s.chunks.push((
+            r,
+            start + k * mib,
+            vec![(k as u8) | 1; mib as usize],
+            compress,
+        ));
     }
-    let p = dir.join("big.ckpt");
+    let p = dir.join(name);
     std::fs::write(&p, s.encode().unwrap()).unwrap();
     p
 }
@@ -321,14 +330,19 @@ fn on_a_terminal(args: &[&str]) -> String {
         .chain(args.iter().copied())
         .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
         .collect();
+    on_a_terminal_sh(&line.join(" "))
+}
+
+/// A shell command line run with a terminal on stdin, stdout and stderr.
+fn on_a_terminal_sh(line: &str) -> String {
     let o = Command::new("script")
-        .args(["-qfec", &line.join(" "), "/dev/null"])
+        .args(["-qfec", line, "/dev/null"])
         .stdin(Stdio::null())
         .output()
         .expect("script (util-linux; scripts/test.sh installs it)");
     assert!(
         o.status.success(),
-        "{args:?}: {}",
+        "{line}: {}",
         String::from_utf8_lossy(&o.stdout)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -379,6 +393,35 @@ fn progress_on_a_terminal_only_for_large_images() {
             "{what}: no progress without a terminal: {err:?}"
         );
     }
+    // validate of a large file (80 MiB raw) and of the same on stdin.
+    let raw = big_image_as(&dir, "big-raw.ckpt", false);
+    let r = raw.to_str().unwrap();
+    let piped = ckpt(&["image", "validate", r], &[]);
+    assert!(piped.status.success());
+    let verdict = String::from_utf8_lossy(&piped.stdout)
+        .trim_end()
+        .to_string();
+    assert!(
+        verdict.ends_with("bytes)") && verdict.contains(": valid ("),
+        "{verdict}"
+    );
+    assert!(piped.stderr.is_empty(), "{piped:?}");
+    let tty = on_a_terminal(&["image", "validate", r]);
+    assert!(
+        tty.contains("\rvalidate: ") && tty.contains("MiB / 80."),
+        "{tty:?}"
+    );
+    assert!(
+        tty.contains(&verdict),
+        "the same verdict on a terminal: {tty:?}"
+    );
+    let tty = on_a_terminal_sh(&format!(
+        "'{}' image validate - < '{r}'",
+        env!("CARGO_BIN_EXE_ckpt")
+    ));
+    assert!(tty.contains("\rvalidate: "), "{tty:?}");
+    assert!(tty.contains(&verdict.replacen(r, "-", 1)), "{tty:?}");
+
     // A small image shows none, even on a terminal.
     let tiny = golden("v1-tiny.ckpt");
     let t = tiny.to_str().unwrap();

@@ -26,6 +26,11 @@ impl Progress {
             on: total > 64 << 20 && std::io::stderr().is_terminal(),
         }
     }
+    /// Whether it shows anything.
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
     pub fn add(&mut self, n: u64) {
         self.done += n;
         if self.on && self.done - self.shown >= 16 << 20 {

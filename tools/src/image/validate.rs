@@ -1,8 +1,10 @@
 //! `ckpt image validate`: exit 0 when every image is valid, 1 when one is
 //! not (every problem listed), 2 when one cannot be read at all.
 
+use super::progress::Progress;
 use ckpt_format::{validate_bytes, validate_reader, Error, Report};
 use serde_json::json;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// How a problem is classed for scripts.
@@ -16,14 +18,47 @@ pub fn class(e: &Error) -> &'static str {
     }
 }
 
-/// Validates one image; `Err` when it cannot be read.
+/// Counts the bytes read through it in a [`Progress`].
+struct Counted<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+}
+
+/// Validates one image; `Err` when it cannot be read. A file is mapped and
+/// checked in place, except a large one while stderr is a terminal: that
+/// one is read through the one-pass validator (the same checks, spec §8.3)
+/// so that progress can be shown; `-` is always read in one pass.
 pub fn validate_path(path: &Path) -> std::io::Result<Report> {
     if path.as_os_str() == "-" {
-        return Ok(validate_reader(std::io::stdin().lock()));
+        let stdin = std::io::stdin();
+        // A regular file on stdin has a size: progress can say how far.
+        let size = std::fs::metadata("/proc/self/fd/0")
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len());
+        let progress = Progress::new("validate", size);
+        return Ok(validate_reader(Counted {
+            inner: stdin.lock(),
+            progress,
+        }));
     }
     let f = std::fs::File::open(path)?;
-    if f.metadata()?.len() == 0 {
+    let len = f.metadata()?.len();
+    if len == 0 {
         return Ok(validate_bytes(&[]));
+    }
+    let progress = Progress::new("validate", len);
+    if progress.is_on() {
+        let r = std::io::BufReader::with_capacity(1 << 20, f);
+        return Ok(validate_reader(Counted { inner: r, progress }));
     }
     // SAFETY: read-only map of a file ckpt never modifies in place; a
     // concurrent truncation by another program would raise SIGBUS, as for
