@@ -3,7 +3,9 @@
  *
  * Before the fork the parent opens, in DIR, shared.log (O_WRONLY, no
  * O_APPEND), append.log (O_WRONLY | O_APPEND) and seek.dat (O_RDWR):
- * the child inherits them, one open file description each. After the
+ * the child inherits them, one open file description each, and an
+ * eventfd (EFD_NONBLOCK) the child adds 1 to every round and the parent
+ * reads (1, not EAGAIN: the same eventfd). After the
  * fork each process opens own.dat on its own (the same fd number in
  * both, two descriptions). Then, in rounds, in strict turns over two
  * pipes:
@@ -25,9 +27,11 @@
  * and exits 0, or "VERDICT FAIL <why>" (either process) and exits 1. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,7 +39,7 @@
 
 #define REC 16
 
-static int shared_fd, append_fd, seek_fd, own_fd;
+static int shared_fd, append_fd, seek_fd, own_fd, event_fd;
 
 static void fail(const char *who, const char *what, long want, long got) {
     printf("VERDICT FAIL %s: %s: want %ld, got %ld\n", who, what, want, got);
@@ -48,7 +52,7 @@ static void nap(void) {
 }
 
 static void put(int fd, char who, long i) {
-    char rec[REC + 1];
+    char rec[32];
     snprintf(rec, sizeof rec, "%c %013ld\n", who, i);
     if (write(fd, rec, REC) != REC) {
         printf("VERDICT FAIL %c: write: %s\n", who, strerror(errno));
@@ -102,7 +106,7 @@ static int check_log(const char *dir, const char *name, long last, int append) {
         printf("VERDICT FAIL %s: %s\n", path, strerror(errno));
         return -1;
     }
-    char rec[REC + 1], want[REC + 1];
+    char rec[REC + 1], want[32];
     long k = 0, prev = -1; /* records as 2 * round + (P ? 1 : 0) */
     while (fread(rec, 1, REC, f) == REC) {
         rec[REC] = 0;
@@ -143,7 +147,9 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/seek.dat", dir);
     seek_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     int c2p[2], p2c[2];
-    if (shared_fd < 0 || append_fd < 0 || seek_fd < 0 || pipe(c2p) || pipe(p2c)) {
+    event_fd = eventfd(0, EFD_NONBLOCK);
+    if (shared_fd < 0 || append_fd < 0 || seek_fd < 0 || event_fd < 0 || pipe(c2p) ||
+        pipe(p2c)) {
         printf("VERDICT FAIL setup: %s\n", strerror(errno));
         return 1;
     }
@@ -159,6 +165,9 @@ int main(int argc, char **argv) {
             lseek(own_fd, 7000 + i, SEEK_SET);
             put(shared_fd, 'C', i);
             put(append_fd, 'C', i);
+            uint64_t one = 1;
+            if (write(event_fd, &one, sizeof one) != sizeof one)
+                fail("child", "eventfd write", sizeof one, -1);
             give(c2p[1], 'x');
             char c = take(p2c[0]);
             if (pos(seek_fd) != 2000 + i)
@@ -175,6 +184,9 @@ int main(int argc, char **argv) {
     long i;
     for (i = 0;; i++) {
         take(c2p[0]);
+        uint64_t got = 0;
+        if (read(event_fd, &got, sizeof got) != sizeof got || got != 1)
+            fail("parent", "the eventfd count the child added", 1, (long)got);
         if (pos(seek_fd) != 1000 + i)
             fail("parent", "seek.dat offset after the child's lseek", 1000 + i, pos(seek_fd));
         if (i > 0 && pos(own_fd) != 3000 + i - 1)

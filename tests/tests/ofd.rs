@@ -6,7 +6,7 @@
 //! manifest → verdict: the shared descriptions come back as one (an
 //! lseek by one process is seen by the other; the records of both
 //! follow each other in the file, none overwritten), the separate ones
-//! stay separate.
+//! stay separate; an eventfd both hold is one counter again.
 
 use ckpt_tests::{program, Computation};
 use std::time::Duration;
