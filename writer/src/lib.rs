@@ -267,6 +267,8 @@ fn ckpt_thread() {
                 }
                 WELCOMED.store(0, Ordering::Release);
                 config::SOCK_FD.store(-1, Ordering::SeqCst);
+                // Refused or lost before the welcome: held threads go on.
+                jobctl::connected();
             }
             Err(e) if !failing => {
                 jobctl::connected();
