@@ -42,10 +42,11 @@ KINDS = {
     0x000B: "SOCKET_PEER",
     0x000C: "ZOMBIES",
     0x000D: "SHARED_MEMORY",
+    0x000E: "SYSV_IPC",
     0x00FF: "INDEX",
 }
 ONCE = {"HEADER", "PROCESS", "SIGNALS", "TIMERS", "RLIMITS", "PID_TABLE", "ZOMBIES",
-        "SHARED_MEMORY"}
+        "SHARED_MEMORY", "SYSV_IPC"}
 CRITICAL, SAFE_TO_COPY = 0x0001, 0x0002
 
 # §8.1
@@ -363,10 +364,28 @@ def shared_memory(p):
                            "inode": p.u64(), "size": p.u64(), "offset": p.u64()})
 
 
+def sysv_ipc(p):
+    # §4.13, since 1.3
+    if p.minor < 3:
+        raise Invalid(p.base, "SYSV_IPC", f"SYSV_IPC in a 1.{p.minor} image (it needs 1.3)")
+
+    def perm():
+        return {"key": p.i32(), "id": p.i32(), "mode": p.u32(), "uid": p.u32(), "gid": p.u32(),
+                "cuid": p.u32(), "cgid": p.u32()}
+    return {
+        "shm": p.list(lambda: {"perm": perm(), "size": p.u64()}),
+        "sem": p.list(lambda: {"perm": perm(), "values": p.list(p.u16)}),
+        "msg": p.list(lambda: {"perm": perm(), "qbytes": p.u64(),
+                               "messages": p.list(lambda: {"mtype": p.i64(),
+                                                           "text": p.bytes().hex()})}),
+    }
+
+
 DECODERS = {
     "HEADER": header, "PROCESS": process, "THREAD": thread, "REGION": region, "FD": fd,
     "SIGNALS": signals, "TIMERS": timers, "RLIMITS": rlimits, "PID_TABLE": pid_table,
     "SOCKET_PEER": socket_peer, "ZOMBIES": zombies, "SHARED_MEMORY": shared_memory,
+    "SYSV_IPC": sysv_ipc,
 }
 
 
@@ -486,7 +505,8 @@ def read_image(img):
     out = {"version": f"{major}.{minor}", "file_len": len(img), "records": [], "counts": {},
            "header": None, "process": None, "threads": [], "regions": [], "chunks": [],
            "fds": [], "signals": None, "timers": None, "rlimits": None, "pid_table": None,
-           "socket_peers": [], "zombies": None, "shared_memory": None, "skipped": []}
+           "socket_peers": [], "zombies": None, "shared_memory": None, "sysv_ipc": None,
+           "skipped": []}
     seen = []  # (offset, kind code, flags) of every record before the INDEX
     page_size = None
     off = 16

@@ -344,6 +344,12 @@ wire_struct! {
     SocketPeer { socket_id, peer_unique_id, peer_host, peer_socket_id }
     Zombie { pid, status }
     SharedMapping { start, object, dev, inode, size, offset }
+    IpcPerm { key, id, mode, uid, gid, cuid, cgid }
+    SysvShm { perm, size }
+    SysvSem { perm, values }
+    SysvMessage { mtype, text }
+    SysvMsgQueue { perm, qbytes, messages }
+    SysvIpc { shm, sem, msg }
     SigAction { handler, flags, restorer, mask }
     SignalState { actions, pending }
     TimerValue { interval_ns, value_ns }

@@ -199,6 +199,8 @@ pub struct Metadata {
     pub zombies: Vec<Zombie>,
     /// SHARED_MEMORY (format 1.3).
     pub shared_memory: Vec<SharedMapping>,
+    /// SYSV_IPC (format 1.3).
+    pub sysv_ipc: Option<SysvIpc>,
     /// PAGES records.
     pub chunks: Vec<ChunkRef>,
     /// Unknown non-critical records that were skipped: (offset, kind, flags).
@@ -236,7 +238,7 @@ impl Metadata {
     }
 
     /// Enforces "at most once" for HEADER, PROCESS, SIGNALS, TIMERS,
-    /// RLIMITS, PID_TABLE, ZOMBIES and SHARED_MEMORY.
+    /// RLIMITS, PID_TABLE, ZOMBIES, SHARED_MEMORY and SYSV_IPC.
     fn once(&mut self, kind: RecordKind, offset: u64) -> Result<()> {
         let bit = 1u32 << (kind.code() & 31);
         if self.once & bit != 0 {
@@ -277,6 +279,7 @@ impl Metadata {
                 | RecordKind::PidTable
                 | RecordKind::Zombies
                 | RecordKind::SharedMemory
+                | RecordKind::SysvIpc
         ) {
             self.once(kind, offset)?;
         }
@@ -341,6 +344,16 @@ impl Metadata {
                     ));
                 }
                 self.shared_memory = self.decode(payload, base, kind)?
+            }
+            RecordKind::SysvIpc => {
+                if self.version.1 < 3 {
+                    return Err(malformed(
+                        offset,
+                        Some(kind),
+                        format!("SYSV_IPC in a 1.{} image (it needs 1.3)", self.version.1),
+                    ));
+                }
+                self.sysv_ipc = Some(self.decode(payload, base, kind)?)
             }
             // The readers route these elsewhere; refuse rather than panic.
             RecordKind::Pages | RecordKind::Index => {

@@ -214,7 +214,7 @@ impl<W: Write> Encoder<W> {
     fn once<T: Wire>(&mut self, kind: RecordKind, v: &T) -> Result<()> {
         if self.once_written.contains(&kind) {
             return Err(Error::Usage(
-                "SIGNALS, TIMERS, RLIMITS, PID_TABLE, ZOMBIES and SHARED_MEMORY are written at most once",
+                "SIGNALS, TIMERS, RLIMITS, PID_TABLE, ZOMBIES, SHARED_MEMORY and SYSV_IPC are written at most once",
             ));
         }
         self.meta(kind, v)?;
@@ -304,6 +304,17 @@ impl<W: Write> Encoder<W> {
             ));
         }
         self.once(RecordKind::SharedMemory, &m.to_vec())
+    }
+
+    /// The SYSV_IPC record (format 1.3, at most once): the computation's
+    /// System V IPC objects.
+    pub fn sysv_ipc(&mut self, ipc: &SysvIpc) -> Result<()> {
+        if self.minor < 3 {
+            return Err(Error::Usage(
+                "a SYSV_IPC record needs format 1.3 (Encoder::with_minor)",
+            ));
+        }
+        self.once(RecordKind::SysvIpc, ipc)
     }
 
     /// A SOCKET_PEER record.

@@ -123,5 +123,15 @@ pub fn minor_for_image(fds: &[FdEntry], zombies: &[Zombie], shared: &[SharedMapp
     }
 }
 
+/// `minor`, or 3 when the image holds System V IPC objects (the SYSV_IPC
+/// record, added in 1.3).
+pub fn minor_with_ipc(minor: u16, ipc: Option<&SysvIpc>) -> u16 {
+    if ipc.is_some() {
+        minor.max(3)
+    } else {
+        minor
+    }
+}
+
 /// The writer version string stored in images.
 pub const WRITER_VERSION: &str = concat!("ckpt ", env!("CARGO_PKG_VERSION"));

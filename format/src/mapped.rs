@@ -252,6 +252,11 @@ impl MappedImage {
         &self.meta.shared_memory
     }
 
+    /// The SYSV_IPC record (None without one).
+    pub fn sysv_ipc(&self) -> Option<&SysvIpc> {
+        self.meta.sysv_ipc.as_ref()
+    }
+
     /// SOCKET_PEER records.
     pub fn socket_peers(&self) -> &[SocketPeer] {
         &self.meta.socket_peers

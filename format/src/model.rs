@@ -687,6 +687,78 @@ pub struct SharedMapping {
     pub offset: u64,
 }
 
+/// The permissions and identity of a System V IPC object (format 1.3),
+/// as `struct ipc_perm` holds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpcPerm {
+    /// Its key (0 = IPC_PRIVATE, or a key removed by IPC_RMID).
+    pub key: i32,
+    /// Its id (shmid, semid, msqid).
+    pub id: i32,
+    /// Permission bits and flags (`mode`; SHM_DEST `0o1000` for a segment
+    /// marked for removal).
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Creator user id.
+    pub cuid: u32,
+    /// Creator group id.
+    pub cgid: u32,
+}
+
+/// A System V shared memory segment (its pages are those of the regions
+/// that attach it, listed in SHARED_MEMORY with its shmid as inode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvShm {
+    /// Identity and permissions.
+    pub perm: IpcPerm,
+    /// Size in bytes (`shm_segsz`).
+    pub size: u64,
+}
+
+/// A System V semaphore set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvSem {
+    /// Identity and permissions.
+    pub perm: IpcPerm,
+    /// The value of each semaphore of the set, in order.
+    pub values: Vec<u16>,
+}
+
+/// One message of a System V message queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvMessage {
+    /// Its type (`mtype`, positive).
+    pub mtype: i64,
+    /// Its bytes.
+    pub text: Vec<u8>,
+}
+
+/// A System V message queue with the messages it held.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvMsgQueue {
+    /// Identity and permissions.
+    pub perm: IpcPerm,
+    /// Its byte limit (`msg_qbytes`).
+    pub qbytes: u64,
+    /// The messages, oldest first.
+    pub messages: Vec<SysvMessage>,
+}
+
+/// The System V IPC objects of a computation (format 1.3, the SYSV_IPC
+/// record), held by one of its images.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvIpc {
+    /// Shared memory segments.
+    pub shm: Vec<SysvShm>,
+    /// Semaphore sets.
+    pub sem: Vec<SysvSem>,
+    /// Message queues.
+    pub msg: Vec<SysvMsgQueue>,
+}
+
 /// The far end of a connected socket, possibly in another image or host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketPeer {

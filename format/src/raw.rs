@@ -261,6 +261,8 @@ pub enum RecordKind {
     Zombies,
     /// Shared regions mapping shared-memory objects (format 1.3).
     SharedMemory,
+    /// System V IPC objects of the computation (format 1.3).
+    SysvIpc,
     /// The index of every record.
     Index,
     /// A kind this reader does not know.
@@ -269,7 +271,7 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind v1 defines.
-    pub const ALL: [RecordKind; 14] = [
+    pub const ALL: [RecordKind; 15] = [
         RecordKind::Header,
         RecordKind::Process,
         RecordKind::Thread,
@@ -283,6 +285,7 @@ impl RecordKind {
         RecordKind::SocketPeer,
         RecordKind::Zombies,
         RecordKind::SharedMemory,
+        RecordKind::SysvIpc,
         RecordKind::Index,
     ];
 
@@ -302,6 +305,7 @@ impl RecordKind {
             RecordKind::SocketPeer => 0x000B,
             RecordKind::Zombies => 0x000C,
             RecordKind::SharedMemory => 0x000D,
+            RecordKind::SysvIpc => 0x000E,
             RecordKind::Index => 0x00FF,
             RecordKind::Unknown(c) => c,
         }
@@ -338,10 +342,14 @@ impl RecordKind {
     /// give every process a copy of memory that the processes shared, and
     /// the regions whose pages another image holds would come back zero.
     ///
+    /// SYSV_IPC (1.3) is critical: without it the program's System V
+    /// semaphores, queues and segments would be missing after a restart.
+    ///
     /// SAFE_TO_COPY, on the kinds whose meaning does not depend on their
     /// position or on other records' positions or file offsets (PNG's
     /// rule): PROCESS, THREAD, FD, SIGNALS, TIMERS, RLIMITS, PID_TABLE,
-    /// SOCKET_PEER, ZOMBIES, SHARED_MEMORY (it names regions by address). Not on HEADER (must be first), REGION (chunks refer to
+    /// SOCKET_PEER, ZOMBIES, SHARED_MEMORY (it names regions by address),
+    /// SYSV_IPC. Not on HEADER (must be first), REGION (chunks refer to
     /// regions by position), PAGES (region position, page-aligned file
     /// offsets) or INDEX (file offsets).
     pub fn default_flags(self) -> u16 {
@@ -354,7 +362,8 @@ impl RecordKind {
             | RecordKind::Rlimits
             | RecordKind::PidTable
             | RecordKind::SocketPeer
-            | RecordKind::SharedMemory => FLAG_CRITICAL | FLAG_SAFE_TO_COPY,
+            | RecordKind::SharedMemory
+            | RecordKind::SysvIpc => FLAG_CRITICAL | FLAG_SAFE_TO_COPY,
             RecordKind::Zombies => FLAG_SAFE_TO_COPY,
             _ => FLAG_CRITICAL,
         }
@@ -377,6 +386,7 @@ impl fmt::Display for RecordKind {
             RecordKind::SocketPeer => "SOCKET_PEER",
             RecordKind::Zombies => "ZOMBIES",
             RecordKind::SharedMemory => "SHARED_MEMORY",
+            RecordKind::SysvIpc => "SYSV_IPC",
             RecordKind::Index => "INDEX",
             RecordKind::Unknown(c) => return write!(f, "UNKNOWN({c:#06x})"),
         };
@@ -487,9 +497,14 @@ impl fmt::Display for RecordKind {
 /// **SHARED_MEMORY** (0x000D, format 1.3): `list<(start: addr, object: u8,
 /// dev: u64, inode: u64, size: u64, offset: u64)>`.
 ///
+/// **SYSV_IPC** (0x000E, format 1.3): `shm: list<(perm, size: u64)>`,
+/// `sem: list<(perm, values: list<u16>)>`, `msg: list<(perm, qbytes: u64,
+/// messages: list<(mtype: i64, text: bytes)>)>`, where `perm` is `(key:
+/// i32, id: i32, mode: u32, uid: u32, gid: u32, cuid: u32, cgid: u32)`.
+///
 /// HEADER must be the first record and appear once; PROCESS must appear
 /// once; at least one THREAD; SIGNALS, TIMERS, RLIMITS, PID_TABLE,
-/// ZOMBIES and SHARED_MEMORY at most once each.
+/// ZOMBIES, SHARED_MEMORY and SYSV_IPC at most once each.
 pub mod payloads {}
 
 #[cfg(test)]

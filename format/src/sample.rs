@@ -35,12 +35,17 @@ pub struct Sample {
     pub zombies: Vec<Zombie>,
     /// SHARED_MEMORY (written, as format 1.3, only when not empty).
     pub shared_memory: Vec<SharedMapping>,
+    /// SYSV_IPC (written, as format 1.3, only when present).
+    pub sysv_ipc: Option<SysvIpc>,
 }
 
 impl Sample {
     /// Encodes the sample into bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let minor = crate::minor_for_image(&self.fds, &self.zombies, &self.shared_memory);
+        let minor = crate::minor_with_ipc(
+            crate::minor_for_image(&self.fds, &self.zombies, &self.shared_memory),
+            self.sysv_ipc.as_ref(),
+        );
         let mut e = Encoder::with_minor(Vec::new(), &self.header, minor)?;
         e.process(&self.process)?;
         for t in &self.threads {
@@ -64,6 +69,9 @@ impl Sample {
         }
         if !self.shared_memory.is_empty() {
             e.shared_memory(&self.shared_memory)?;
+        }
+        if let Some(ipc) = &self.sysv_ipc {
+            e.sysv_ipc(ipc)?;
         }
         for (region, addr, pages, compress) in &self.chunks {
             let meta = ChunkMeta {
@@ -338,6 +346,7 @@ pub fn tiny() -> Sample {
         socket_peers: vec![],
         zombies: vec![],
         shared_memory: vec![],
+        sysv_ipc: None,
     }
 }
 

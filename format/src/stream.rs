@@ -47,6 +47,8 @@ pub enum Item {
     Zombies(Vec<Zombie>),
     /// The SHARED_MEMORY record (format 1.3).
     SharedMemory(Vec<SharedMapping>),
+    /// The SYSV_IPC record (format 1.3).
+    SysvIpc(SysvIpc),
     /// An unknown non-critical record, skipped.
     Unknown {
         /// Its offset.
@@ -250,6 +252,7 @@ impl<R: Read> StreamDecoder<R> {
             RecordKind::SocketPeer => m.socket_peers.last().cloned().map(Item::SocketPeer),
             RecordKind::Zombies => Some(Item::Zombies(m.zombies.clone())),
             RecordKind::SharedMemory => Some(Item::SharedMemory(m.shared_memory.clone())),
+            RecordKind::SysvIpc => m.sysv_ipc.clone().map(Item::SysvIpc),
             RecordKind::Unknown(code) => Some(Item::Unknown {
                 offset: off,
                 kind: code,

@@ -149,3 +149,80 @@ fn images_without_shared_memory_keep_their_minor() {
     let b = sample::tiny().encode().unwrap();
     assert_eq!(&b[10..12], &[0, 0], "preamble minor");
 }
+
+fn ipc() -> SysvIpc {
+    let perm = |id: i32| IpcPerm {
+        key: 0x1234 + id,
+        id,
+        mode: 0o600,
+        uid: 1000,
+        gid: 1000,
+        cuid: 1000,
+        cgid: 1000,
+    };
+    SysvIpc {
+        shm: vec![SysvShm {
+            perm: IpcPerm {
+                mode: 0o1600,
+                ..perm(32768)
+            },
+            size: 8192,
+        }],
+        sem: vec![SysvSem {
+            perm: perm(3),
+            values: vec![1, 0, 65535],
+        }],
+        msg: vec![SysvMsgQueue {
+            perm: perm(5),
+            qbytes: 16384,
+            messages: vec![
+                SysvMessage {
+                    mtype: 1,
+                    text: b"first".to_vec(),
+                },
+                SysvMessage {
+                    mtype: 7,
+                    text: vec![],
+                },
+            ],
+        }],
+    }
+}
+
+#[test]
+fn sysv_ipc_needs_1_3_and_round_trips() {
+    let s = sample::tiny();
+    assert_eq!(minor_with_ipc(0, Some(&ipc())), 3);
+    assert_eq!(minor_with_ipc(1, None), 1);
+    let mut e = Encoder::with_minor(Vec::new(), &s.header, 2).unwrap();
+    assert!(matches!(e.sysv_ipc(&ipc()), Err(Error::Usage(_))));
+    let mut e2 = Encoder::with_minor(Vec::new(), &s.header, 3).unwrap();
+    e2.process(&s.process).unwrap();
+    e2.thread(&s.threads[0]).unwrap();
+    e2.sysv_ipc(&ipc()).unwrap();
+    assert!(matches!(e2.sysv_ipc(&ipc()), Err(Error::Usage(_))), "at most once");
+    let b = e2.finish().unwrap();
+    drop(e.finish());
+    let img = MappedImage::from_bytes(b.clone()).unwrap();
+    assert_eq!(img.sysv_ipc(), Some(&ipc()));
+    let rec = img.index().iter().find(|e| e.kind == 0x000E).unwrap();
+    assert_eq!(rec.flags, raw::FLAG_CRITICAL | raw::FLAG_SAFE_TO_COPY);
+    assert!(validate_bytes(&b).is_valid());
+    let (meta, _) = decode_all(&b[..]).unwrap();
+    assert_eq!(meta.sysv_ipc, Some(ipc()));
+}
+
+#[test]
+fn a_sysv_ipc_record_in_a_1_2_image_is_refused() {
+    let s = sample::tiny();
+    let mut e = Encoder::with_minor(Vec::new(), &s.header, 2).unwrap();
+    e.process(&s.process).unwrap();
+    e.thread(&s.threads[0]).unwrap();
+    // three empty lists
+    let payload = [0u8; 12];
+    e.write_raw_record(0x000E, raw::FLAG_CRITICAL | raw::FLAG_SAFE_TO_COPY, &payload)
+        .unwrap();
+    let b = e.finish().unwrap();
+    let err = MappedImage::from_bytes(b).err().expect("refused");
+    assert!(err.to_string().contains("needs 1.3"), "{err}");
+}

@@ -101,6 +101,7 @@ fn stream_items_follow_the_records_in_order() {
             Item::SocketPeer(_) => Some(RecordKind::SocketPeer),
             Item::Zombies(_) => Some(RecordKind::Zombies),
             Item::SharedMemory(_) => Some(RecordKind::SharedMemory),
+            Item::SysvIpc(_) => Some(RecordKind::SysvIpc),
             Item::Unknown { kind, .. } => Some(RecordKind::from_code(kind)),
             Item::End => None,
             _ => unreachable!("new item kind"),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ckpt_format::{
     ChunkMeta, FdEntry, ImageHeader, MappedImage, Process, Region, Rlimit, SignalState, Thread,
-    SharedMapping, Timers, Zombie,
+    SharedMapping, SysvIpc, Timers, Zombie,
 };
 
 pub struct Image {
@@ -23,6 +23,8 @@ pub struct Image {
     pub zombies: Vec<Zombie>,
     /// Shared regions mapping shared-memory objects (SHARED_MEMORY, 1.3).
     pub shared_memory: Vec<SharedMapping>,
+    /// The computation's System V IPC objects (SYSV_IPC, 1.3).
+    pub sysv_ipc: Option<SysvIpc>,
     /// Page-data chunks in index order.
     pub chunks: Vec<ChunkMeta>,
     mapped: MappedImage,
@@ -44,6 +46,7 @@ impl Image {
             rlimits: mapped.rlimits().to_vec(),
             zombies: mapped.zombies().to_vec(),
             shared_memory: mapped.shared_memory().to_vec(),
+            sysv_ipc: mapped.sysv_ipc().cloned(),
             chunks: mapped.chunks().iter().map(|c| c.meta).collect(),
             mapped,
         })

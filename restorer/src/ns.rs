@@ -182,11 +182,20 @@ pub fn run(tree: &Tree, restore: RestoreFn, inherited: &[i32]) -> io::Result<i32
         )));
     }
     enter_user_ns()?;
+    // System V objects keep their ids in an IPC namespace of their own.
+    let ipc = if crate::shm::needs_ipc_namespace() {
+        libc::CLONE_NEWIPC
+    } else {
+        0
+    };
     // SAFETY: plain syscall without pointers.
     check(
-        unsafe { libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) } as libc::c_long,
+        unsafe { libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | ipc) } as libc::c_long,
         "unshare(CLONE_NEWPID|CLONE_NEWNS)",
     )?;
+    if ipc != 0 {
+        crate::shm::make_sysv().map_err(io::Error::other)?;
+    }
     let init = ns_sys::fork();
     if !matches!(init, Ok(0)) {
         close_inherited(inherited);

@@ -12,6 +12,7 @@ pub mod nr {
     pub const MPROTECT: u64 = 10;
     pub const MUNMAP: u64 = 11;
     pub const MREMAP: u64 = 25;
+    pub const SHMAT: u64 = 30;
     pub const SETITIMER: u64 = 38;
     pub const PRCTL: u64 = 157;
     pub const CLOSE_RANGE: u64 = 436;

@@ -128,6 +128,9 @@ enum Place {
     /// Mapped shared from a shared-memory object made before the tree
     /// was forked (shm.rs), at `offset` in it; its chunks are in the object.
     Shared { fd: i32, offset: u64 },
+    /// A System V segment, made before the tree was forked (shm.rs),
+    /// attached again by the final stage; the region is at `offset` in it.
+    SysV { shmid: i32, offset: u64 },
     /// The running kernel's own vdso/vvar, moved there by mremap.
     KernelVdso,
     /// Not restored (vsyscall).
@@ -375,6 +378,13 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
     let mut places = Vec::with_capacity(img.regions.len());
     for r in &img.regions {
         if let Some(m) = img.shared_memory.iter().find(|m| m.start == r.start) {
+            if m.object == ckpt_format::ShmObject::SysV {
+                places.push(Place::SysV {
+                    shmid: m.inode as i32,
+                    offset: m.offset,
+                });
+                continue;
+            }
             let fd = crate::shm::fd_of(m).ok_or(format!(
                 "region {:#x}: its shared memory object was not made",
                 r.start.0
@@ -790,6 +800,27 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
                     *fd,
                     *offset,
                 );
+            }
+            Place::SysV { shmid, offset } => {
+                // One attach maps the whole segment, from the region at
+                // its start; every region of it then takes its protection.
+                if *offset == 0 {
+                    let mut flags = 0o40000u64; // SHM_REMAP
+                    if r.prot.0 & 2 == 0 {
+                        flags |= 0o10000; // SHM_RDONLY
+                    }
+                    if r.prot.0 & 4 != 0 {
+                        flags |= 0o100000; // SHM_EXEC
+                    }
+                    plan.syscall(
+                        &format!("shmat {shmid} at {:#x}", r.start.0),
+                        nr::SHMAT,
+                        [*shmid as u64, r.start.0, flags, 0, 0, 0],
+                        blob::CHECK_EQ,
+                        r.start.0,
+                    );
+                }
+                plan.mprotect(r.start.0, range(r).len(), r.prot.0 as u64);
             }
             Place::KernelVdso | Place::Skip => {}
         }

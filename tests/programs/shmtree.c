@@ -10,8 +10,12 @@
  *   - a POSIX shm segment (shm_open, /dev/shm): a process-shared
  *     semaphore, one counter per process and their total;
  *   - with the argument "sysv": a System V segment (shmget/shmat) of the
- *     same layout as the POSIX one, a System V semaphore set guarding it
- *     and a System V message queue a2 sends its count to the root on;
+ *     same layout as the POSIX one (marked for removal at once), a System
+ *     V semaphore set (semaphore 0 guards the segment, semaphore 1 holds
+ *     42, checked by the root) and a System V message queue a2 sends its
+ *     count to the root on (type 1), holding a sentinel message (type 2)
+ *     the root reads and checks only when it stops. The processes use the
+ *     ids they got at the start, never looking them up again;
  *   - a pipe from a2 to a1.
  * Every process, every STEP_MS: takes the mutex, increments its counter
  * and the total, checks total == sum of counters, releases it; does the
@@ -26,6 +30,8 @@
  * The root prints, every TICK_MS,
  *   tick n=<n> total=<t> ptotal=<p> stotal=<s> c=<c0>,<c1>,<c2>,<c3>,<c4>
  * Any broken invariant prints "VERDICT FAIL <role>: ..." and exits 1.
+ * With sysv, the root prints "sysv ids shm=<id> sem=<id> msg=<id>" when
+ * it starts and again when it stops.
  * Usage: shmtree STOPFILE [sysv]. Once STOPFILE exists, the root sets
  * the stop flag; every process exits 0; the root reaps its children and
  * prints "VERDICT OK total=<t>" when every exit status is 0. */
@@ -79,7 +85,7 @@ struct msg {
 
 static struct anon *an;
 static struct seg *ps, *ss;
-static int semid = -1, msqid = -1, use_sysv;
+static int semid = -1, msqid = -1, shmid_seen = -1, use_sysv;
 static int me;
 static char shm_name[64];
 
@@ -192,8 +198,11 @@ static void run(int rfd, int wfd) {
         if (me == ROOT) {
             if (use_sysv) {
                 struct msg m;
-                while (msgrcv(msqid, &m, sizeof m.value, 0, IPC_NOWAIT) == sizeof m.value)
+                while (msgrcv(msqid, &m, sizeof m.value, 1, IPC_NOWAIT) == sizeof m.value)
                     check_seen(m.value, "the message queue");
+                int v = semctl(semid, 1, GETVAL);
+                if (v != 42)
+                    fail("SysV semaphore 1 value", v, 42);
             }
             if (++n % (TICK_MS / STEP_MS) == 0) {
                 printf("tick n=%ld total=%ld ptotal=%ld stotal=%ld c=%ld,%ld,%ld,%ld,%ld\n",
@@ -269,12 +278,13 @@ int main(int argc, char **argv) {
 
     if (use_sysv) {
         int shmid = shmget(IPC_PRIVATE, 2 * 4096, IPC_CREAT | 0600);
-        semid = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+        semid = semget(IPC_PRIVATE, 2, IPC_CREAT | 0600);
         msqid = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
         if (shmid < 0 || semid < 0 || msqid < 0) {
             perror("System V IPC");
             return 2;
         }
+        shmid_seen = shmid;
         ss = shmat(shmid, NULL, 0);
         if (ss == (void *)-1) {
             perror("shmat");
@@ -282,12 +292,16 @@ int main(int argc, char **argv) {
         }
         /* Gone once the last process detaches it. */
         shmctl(shmid, IPC_RMID, NULL);
-        if (semctl(semid, 0, SETVAL, 1) < 0) {
-            perror("semctl");
+        struct msg sentinel = {2, 0x5e17};
+        if (semctl(semid, 0, SETVAL, 1) < 0 || semctl(semid, 1, SETVAL, 42) < 0 ||
+            msgsnd(msqid, &sentinel, sizeof sentinel.value, 0) < 0) {
+            perror("semctl/msgsnd");
             return 2;
         }
     }
 
+    if (use_sysv)
+        printf("sysv ids shm=%d sem=%d msg=%d\n", shmid_seen, semid, msqid);
     int p[2];
     if (pipe(p) < 0) {
         perror("pipe");
@@ -318,6 +332,12 @@ int main(int argc, char **argv) {
     }
     shm_unlink(shm_name);
     if (use_sysv) {
+        struct msg m;
+        if (msgrcv(msqid, &m, sizeof m.value, 2, IPC_NOWAIT) != sizeof m.value || m.value != 0x5e17) {
+            printf("VERDICT FAIL root: the sentinel message is not in the queue\n");
+            bad = 1;
+        }
+        printf("sysv ids shm=%d sem=%d msg=%d\n", shmid_seen, semid, msqid);
         semctl(semid, 0, IPC_RMID);
         msgctl(msqid, IPC_RMID, NULL);
     }

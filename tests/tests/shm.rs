@@ -8,7 +8,8 @@
 //! verdict, every process's counter keeps growing as the root sees it
 //! (the memory is shared again, not copied), the totals go on from the
 //! checkpoint's, and each shared object's pages are stored once across
-//! the five images.
+//! the five images. With System V IPC (a segment, a semaphore set, a
+//! message queue) too, through their ids.
 
 use ckpt_tests::{inspect, program, Computation};
 use std::collections::BTreeMap;
@@ -131,6 +132,20 @@ fn stored_once(images: &[PathBuf], sysv: bool) {
     }
 }
 
+/// The launch's semaphore set and message queue, left in the host's IPC
+/// namespace by the kill (the restarts' live in namespaces of their own).
+fn remove_sysv_objects(ids: &str) {
+    let id = |name: &str| -> String {
+        ids.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or("-1")
+            .to_string()
+    };
+    let _ = std::process::Command::new("ipcrm")
+        .args(["-s", &id("sem="), "-q", &id("msg=")])
+        .status();
+}
+
 #[test]
 fn shared_memory_stays_shared_across_restarts() {
     let mut c = Computation::new("shmtree");
@@ -146,6 +161,27 @@ fn shared_memory_as_nobody() {
     story(&mut c, false);
 }
 
+/// With System V IPC too: a segment marked for removal, a semaphore set
+/// (one semaphore guarding the segment, one holding 42) and a message
+/// queue holding a sentinel message, all used through the ids the
+/// processes got at the start: a restart makes them again, in an IPC
+/// namespace of its own, with the same ids, values and messages.
+#[test]
+fn system_v_ipc_keeps_its_ids_values_and_messages() {
+    let mut c = Computation::new("shmtree-sysv");
+    story(&mut c, true);
+}
+
+/// System V IPC as an unprivileged user (the IPC namespace is made in the
+/// restart's user namespace).
+#[test]
+fn system_v_ipc_as_nobody() {
+    let Some(mut c) = ckpt_tests::as_nobody("shmtree-sysv-nobody") else {
+        return;
+    };
+    story(&mut c, true);
+}
+
 /// launch → bc → kill → restart IMAGES → bc → kill → restart (manifest) → verdict.
 fn story(c: &mut Computation, sysv: bool) {
     let stop = c.stop_file().display().to_string();
@@ -154,6 +190,7 @@ fn story(c: &mut Computation, sysv: bool) {
         args.push("sysv");
     }
     c.launch_tree(&program("shmtree"), &args, NPROC);
+    let ids = sysv.then(|| c.wait_for_line(|l| l.starts_with("sysv ids"), T));
     let dir = c.ckpt_dir.display().to_string();
     every_process_counts(c, sysv);
 
@@ -161,6 +198,9 @@ fn story(c: &mut Computation, sysv: bool) {
     stored_once(&images, sysv);
     let before_kill = every_process_counts(c, sysv);
     c.kill();
+    if let Some(ids) = &ids {
+        remove_sysv_objects(ids);
+    }
 
     let mut a: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
     a.extend(images.iter().map(|i| i.display().to_string()));
@@ -188,6 +228,22 @@ fn story(c: &mut Computation, sysv: bool) {
 
     let v = c.verdict(T);
     assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
+    if let Some(ids) = ids {
+        let at_the_end = c
+            .proc
+            .as_ref()
+            .expect("the restarted computation")
+            .seen
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("sysv ids"))
+            .cloned();
+        assert_eq!(
+            at_the_end,
+            Some(ids),
+            "the same System V ids after two restarts"
+        );
+    }
     assert_eq!(
         c.wait_exit(T),
         Some(0),

@@ -383,6 +383,21 @@ fn rust_summary(path: &Path) -> Value {
             },
             "dev": m.dev, "inode": m.inode, "size": m.size, "offset": m.offset,
         })).collect::<Vec<_>>()),
+        "sysv_ipc": img.sysv_ipc().map(|ipc| {
+            let perm = |p: &ckpt_format::IpcPerm| json!({"key": p.key, "id": p.id, "mode": p.mode,
+                "uid": p.uid, "gid": p.gid, "cuid": p.cuid, "cgid": p.cgid});
+            json!({
+                "shm": ipc.shm.iter().map(|s| json!({"perm": perm(&s.perm), "size": s.size}))
+                    .collect::<Vec<_>>(),
+                "sem": ipc.sem.iter().map(|s| json!({"perm": perm(&s.perm), "values": s.values}))
+                    .collect::<Vec<_>>(),
+                "msg": ipc.msg.iter().map(|q| json!({"perm": perm(&q.perm), "qbytes": q.qbytes,
+                    "messages": q.messages.iter().map(|m| json!({"mtype": m.mtype,
+                        "text": m.text.iter().map(|b| format!("{b:02x}")).collect::<String>()}))
+                        .collect::<Vec<_>>()}))
+                    .collect::<Vec<_>>(),
+            })
+        }),
         "skipped": img.skipped_records().iter()
             .map(|(o, k, f)| json!([o, k, f])).collect::<Vec<_>>(),
     })
@@ -492,6 +507,23 @@ fn spec_reader_decodes_an_image_whose_fields_all_differ() {
     )];
     s.shared_memory[0].start = s.regions[0].start;
     s.shared_memory[0].object = ckpt_format::ShmObject::Memfd;
+    s.sysv_ipc = Some(distinct(
+        &ckpt_format::SysvIpc {
+            shm: vec![Default::default()],
+            sem: vec![ckpt_format::SysvSem {
+                values: vec![0, 0],
+                ..Default::default()
+            }],
+            msg: vec![ckpt_format::SysvMsgQueue {
+                messages: vec![ckpt_format::SysvMessage {
+                    mtype: 0,
+                    text: b"hello".to_vec(),
+                }],
+                ..Default::default()
+            }],
+        },
+        n,
+    ));
     for r in &mut s.regions {
         if let Some(b) = &mut r.backing {
             let storage = b.storage;

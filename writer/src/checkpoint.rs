@@ -585,6 +585,7 @@ fn write_to(
     let threads = thread_records(pid);
     let mut regions = capture::plan_regions(&[alloc::scratch_range(), cache::range()], MAX_CHUNK);
     let shared = capture::shared_memory(&mut regions, MAX_CHUNK);
+    let sysv = capture::sysv_ipc(&shared);
     let vdso = regions
         .iter()
         .find(|r| r.region.kind == RegionKind::Vdso)
@@ -621,7 +622,10 @@ fn write_to(
     let err = |e: ckpt_format::Error| format!("write {tmp}: {e}");
     let mut zombies = capture::zombies();
     crate::exec::record_outsiders(&mut zombies);
-    let minor = ckpt_format::minor_for_image(&fds, &zombies, &shared);
+    let minor = ckpt_format::minor_with_ipc(
+        ckpt_format::minor_for_image(&fds, &zombies, &shared),
+        sysv.as_ref(),
+    );
     let mut enc = Encoder::with_minor(bw, &header, minor).map_err(err)?;
     enc.process(&process).map_err(err)?;
     for t in &threads {
@@ -680,6 +684,9 @@ fn write_to(
     }
     if !shared.is_empty() {
         enc.shared_memory(&shared).map_err(err)?;
+    }
+    if let Some(ipc) = &sysv {
+        enc.sysv_ipc(ipc).map_err(err)?;
     }
 
     let meta = |j: &Job| ChunkMeta {

@@ -38,6 +38,7 @@ pub fn assert_matches(s: &Sample, m: &Metadata, pages: &[Vec<u8>]) {
     assert_eq!(m.socket_peers, s.socket_peers);
     assert_eq!(m.zombies, s.zombies);
     assert_eq!(m.shared_memory, s.shared_memory);
+    assert_eq!(m.sysv_ipc, s.sysv_ipc);
     assert_eq!(pages.len(), s.chunks.len());
     for ((c, got), (region, addr, want, _)) in m.chunks.iter().zip(pages).zip(&s.chunks) {
         assert_eq!(c.meta.region, *region);

@@ -637,6 +637,34 @@ pub fn render(img: &MappedImage, name: &str) -> String {
             );
         }
     }
+    if let Some(ipc) = img.sysv_ipc() {
+        let _ = writeln!(w, "SYSV_IPC (System V objects)");
+        for s in &ipc.shm {
+            let _ = writeln!(
+                w,
+                "  shm id {} key {:#x} mode {:o} size {}",
+                s.perm.id, s.perm.key, s.perm.mode, s.size
+            );
+        }
+        for s in &ipc.sem {
+            let _ = writeln!(
+                w,
+                "  sem id {} key {:#x} mode {:o} values {:?}",
+                s.perm.id, s.perm.key, s.perm.mode, s.values
+            );
+        }
+        for q in &ipc.msg {
+            let _ = writeln!(
+                w,
+                "  msg id {} key {:#x} mode {:o} {} messages, {} bytes",
+                q.perm.id,
+                q.perm.key,
+                q.perm.mode,
+                q.messages.len(),
+                q.messages.iter().map(|m| m.text.len()).sum::<usize>()
+            );
+        }
+    }
     for sp in img.socket_peers() {
         let _ = writeln!(
             w,
@@ -746,6 +774,18 @@ pub fn to_json(img: &MappedImage, name: &str) -> Value {
             .into();
     }
     // Format 1.3, only when there is one.
+    if let Some(ipc) = img.sysv_ipc() {
+        let perm = |p: &IpcPerm| {
+            json!({"key": p.key, "id": p.id, "mode": p.mode, "uid": p.uid, "gid": p.gid})
+        };
+        v["sysv_ipc"] = json!({
+            "shm": ipc.shm.iter().map(|s| json!({"perm": perm(&s.perm), "size": s.size})).collect::<Vec<_>>(),
+            "sem": ipc.sem.iter().map(|s| json!({"perm": perm(&s.perm), "values": s.values})).collect::<Vec<_>>(),
+            "msg": ipc.msg.iter().map(|q| json!({"perm": perm(&q.perm), "qbytes": q.qbytes,
+                "messages": q.messages.len(),
+                "bytes": q.messages.iter().map(|m| m.text.len()).sum::<usize>()})).collect::<Vec<_>>(),
+        });
+    }
     if !img.shared_memory().is_empty() {
         v["shared_memory"] = img
             .shared_memory()

@@ -102,6 +102,9 @@ fn newer_features(img: &MappedImage, minor: u16) -> Vec<String> {
             img.shared_memory().len()
         ));
     }
+    if img.sysv_ipc().is_some() && minor < 3 {
+        v.push("System V IPC objects (SYSV_IPC: 1.3)".to_string());
+    }
     v
 }
 
@@ -310,7 +313,10 @@ pub fn repack<W: Write>(
         modes.push(mode);
     }
 
-    let needed = ckpt_format::minor_for_image(img.fds(), img.zombies(), img.shared_memory());
+    let needed = ckpt_format::minor_with_ipc(
+        ckpt_format::minor_for_image(img.fds(), img.zombies(), img.shared_memory()),
+        img.sysv_ipc(),
+    );
     let minor = match opts.format_minor {
         None => needed,
         Some(m) if m > ckpt_format::FORMAT_MINOR => bail!(
@@ -358,6 +364,9 @@ pub fn repack<W: Write>(
     }
     if !img.shared_memory().is_empty() {
         enc.shared_memory(img.shared_memory())?;
+    }
+    if let Some(ipc) = img.sysv_ipc() {
+        enc.sysv_ipc(ipc)?;
     }
     for &(offset, kind, flags) in img.skipped_records() {
         if flags & FLAG_SAFE_TO_COPY != 0 {

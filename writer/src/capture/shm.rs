@@ -7,7 +7,8 @@
 //! the object pages that no mapping of a lower pid of the computation
 //! (nor one of its own at a lower address) covers. The other processes
 //! are found in `/proc`: every process whose maps hold this writer
-//! library is taken for one of the computation (all of them are stopped
+//! library and whose environment holds the same coordinator variables
+//! as ours is taken for one of the computation (all of them are stopped
 //! in the checkpoint barrier while this runs). Which pages exist is
 //! asked of the object (mincore), not of this process's page tables: a
 //! page another process wrote is not present in ours.
@@ -140,31 +141,89 @@ fn file_at(lines: &[Line], addr: u64) -> Option<(u64, u64)> {
         .map(|l| (l.4, l.5))
 }
 
-/// Mappings of the objects in `keys` by processes of the computation with
-/// a pid below ours, and the object sizes they show.
-fn lower_mappings(me: i32, writer: Option<(u64, u64)>, keys: &[Key]) -> Vec<ObjMap> {
+/// The other processes of the computation (those whose maps hold this
+/// writer library, `writer`), with their maps; only those with a pid
+/// below ours when `below`.
+fn others(me: i32, writer: Option<(u64, u64)>, below: bool) -> Vec<(i32, Vec<Line>)> {
     let mut out = Vec::new();
     let Some(writer) = writer else {
         return out;
     };
+    let mine = launch_tag("thread-self");
     for pid in crate::sys::numeric_entries(c"/proc") {
-        if pid <= 0 || pid >= me {
+        if pid <= 0 || pid == me || (below && pid > me) {
             continue;
         }
         let Ok(data) = std::fs::read(format!("/proc/{pid}/maps")) else {
             continue;
         };
         let lines = parse(&data);
-        if !lines.iter().any(|l| (l.4, l.5) == writer) {
-            continue; // not a process of a computation
+        if lines.iter().any(|l| (l.4, l.5) == writer) && launch_tag(&pid.to_string()) == mine {
+            out.push((pid, lines));
         }
-        out.extend(
-            objects(&lines)
-                .into_iter()
-                .filter(|m| keys.contains(&m.key())),
-        );
     }
     out
+}
+
+/// What tells the processes of one computation from those of another:
+/// the coordinator and secret variables `ckpt launch` put in the
+/// environment every process of the computation inherited (a restart
+/// brings the same environment back), as `/proc/PID/environ` shows it.
+fn launch_tag(pid: &str) -> Vec<u8> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let mut tag = Vec::new();
+    for v in env.split(|&b| b == 0) {
+        if [
+            &b"CKPT_COORD_HOST="[..],
+            b"CKPT_COORD_PORT=",
+            b"CKPT_SECRET=",
+            b"CKPT_SECRET_FILE=",
+            b"CKPT_TMPDIR=",
+        ]
+        .iter()
+        .any(|p| v.starts_with(p))
+        {
+            tag.extend_from_slice(v);
+            tag.push(0);
+        }
+    }
+    tag
+}
+
+/// The other processes of this process's computation and their maps
+/// (see [`others`]).
+pub(super) fn computation(below: bool) -> Vec<(i32, Vec<ObjMapLine>)> {
+    let lines = parse(&std::fs::read("/proc/thread-self/maps").unwrap_or_default());
+    let here = computation as *const () as usize as u64;
+    others(crate::sys::getpid(), file_at(&lines, here), below)
+        .into_iter()
+        .map(|(pid, l)| {
+            let shared = objects(&l)
+                .into_iter()
+                .map(|m| ObjMapLine {
+                    object: m.object,
+                    inode: m.inode,
+                })
+                .collect();
+            (pid, shared)
+        })
+        .collect()
+}
+
+/// What [`computation`] tells of one shared-object mapping.
+pub(super) struct ObjMapLine {
+    pub object: ShmObject,
+    pub inode: u64,
+}
+
+/// Mappings of the objects in `keys` by processes of the computation with
+/// a pid below ours.
+fn lower_mappings(me: i32, writer: Option<(u64, u64)>, keys: &[Key]) -> Vec<ObjMap> {
+    others(me, writer, true)
+        .into_iter()
+        .flat_map(|(_, lines)| objects(&lines))
+        .filter(|m| keys.contains(&m.key()))
+        .collect()
 }
 
 fn covered(spans: &[(u64, u64)], off: u64) -> bool {
