@@ -16,6 +16,11 @@
  *     count to the root on (type 1), holding a sentinel message (type 2)
  *     the root reads and checks only when it stops. The processes use the
  *     ids they got at the start, never looking them up again;
+ *   - a regular file, STOPFILE.data, mapped shared (its pages live in the
+ *     file), and a memfd mapped shared (its descriptor closed): one
+ *     counter per process in each, incremented atomically (a lock in the
+ *     file would stay taken if a process was killed holding it: the file
+ *     is not rolled back to the checkpoint);
  *   - a pipe from a2 to a1.
  * Every process, every STEP_MS: takes the mutex, increments its counter
  * and the total, checks total == sum of counters, releases it; does the
@@ -28,7 +33,8 @@
  * and checks the same.
  *
  * The root prints, every TICK_MS,
- *   tick n=<n> total=<t> ptotal=<p> stotal=<s> c=<c0>,<c1>,<c2>,<c3>,<c4>
+ *   tick n=<n> total=<t> ptotal=<p> stotal=<s> c=<c0>,..,<c4> f=<f0>,..,<f4> m=<m0>,..,<m4>
+ * (c: the anonymous counters, f: the file's, m: the memfd's)
  * Any broken invariant prints "VERDICT FAIL <role>: ..." and exits 1.
  * With sysv, the root prints "sysv ids shm=<id> sem=<id> msg=<id>" when
  * it starts and again when it stops.
@@ -83,7 +89,12 @@ struct msg {
     long value;
 };
 
+struct atomics {
+    long count[NPROC];
+};
+
 static struct anon *an;
+static struct atomics *fc, *mc;
 static struct seg *ps, *ss;
 static int semid = -1, msqid = -1, shmid_seen = -1, use_sysv;
 static int me;
@@ -150,6 +161,8 @@ static void step(void) {
         if (t != s)
             fail("SysV shm total != sum of counters", t, s);
     }
+    __atomic_fetch_add(&fc->count[me], 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&mc->count[me], 1, __ATOMIC_SEQ_CST);
     for (size_t i = (size_t)me * 997; i < sizeof an->big; i += 4093) {
         if (an->big[i] != pattern(an->seed, i))
             fail("pattern byte", an->big[i], pattern(an->seed, i));
@@ -205,9 +218,12 @@ static void run(int rfd, int wfd) {
                     fail("SysV semaphore 1 value", v, 42);
             }
             if (++n % (TICK_MS / STEP_MS) == 0) {
-                printf("tick n=%ld total=%ld ptotal=%ld stotal=%ld c=%ld,%ld,%ld,%ld,%ld\n",
+                printf("tick n=%ld total=%ld ptotal=%ld stotal=%ld c=%ld,%ld,%ld,%ld,%ld "
+                       "f=%ld,%ld,%ld,%ld,%ld m=%ld,%ld,%ld,%ld,%ld\n",
                        n / (TICK_MS / STEP_MS), an->total, ps->total, use_sysv ? ss->total : 0L,
-                       an->count[0], an->count[1], an->count[2], an->count[3], an->count[4]);
+                       an->count[0], an->count[1], an->count[2], an->count[3], an->count[4],
+                       fc->count[0], fc->count[1], fc->count[2], fc->count[3], fc->count[4],
+                       mc->count[0], mc->count[1], mc->count[2], mc->count[3], mc->count[4]);
                 fflush(stdout);
             }
             return;
@@ -275,6 +291,27 @@ int main(int argc, char **argv) {
     }
     close(fd);
     sem_init(&ps->sem, 1, 1);
+
+    char data[4096];
+    snprintf(data, sizeof data, "%s.data", stopfile);
+    fd = open(data, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, 4096) < 0) {
+        perror(data);
+        return 2;
+    }
+    fc = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    fd = memfd_create("shmtree", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, 4096) < 0) {
+        perror("memfd_create");
+        return 2;
+    }
+    mc = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (fc == MAP_FAILED || mc == MAP_FAILED) {
+        perror("mmap file/memfd");
+        return 2;
+    }
 
     if (use_sysv) {
         int shmid = shmget(IPC_PRIVATE, 2 * 4096, IPC_CREAT | 0600);

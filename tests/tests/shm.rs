@@ -2,13 +2,15 @@
 //! tests/programs/shmtree.c, a fork tree of depth 3 (root → a → a1 → a2,
 //! root → b) whose processes count, under a process-shared mutex, in an
 //! anonymous shared region, under a process-shared semaphore in a POSIX
-//! shm segment, while a1 checks, through a pipe from a2, that it sees a2's
+//! shm segment, and atomically in a shared mapping of a regular file and
+//! in a memfd, while a1 checks, through a pipe from a2, that it sees a2's
 //! writes. Through launch → checkpoint of every process → kill → restart
 //! of the images → checkpoint → kill → restart from the manifest →
 //! verdict, every process's counter keeps growing as the root sees it
 //! (the memory is shared again, not copied), the totals go on from the
 //! checkpoint's, and each shared object's pages are stored once across
-//! the five images. With System V IPC (a segment, a semaphore set, a
+//! the five images (the regular file's live in the file: none stored).
+//! With System V IPC (a segment, a semaphore set, a
 //! message queue) too, through their ids.
 
 use ckpt_tests::{inspect, program, Computation};
@@ -19,13 +21,18 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(30);
 const NPROC: usize = 5;
 
-/// A parsed `tick n=.. total=.. ptotal=.. stotal=.. c=..,..` line.
+/// A parsed `tick n=.. total=.. ptotal=.. stotal=.. c=..,.. f=.. m=..` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tick {
     total: i64,
     ptotal: i64,
     stotal: i64,
+    /// Counters in the anonymous region.
     c: [i64; NPROC],
+    /// In the shared file mapping.
+    f: [i64; NPROC],
+    /// In the memfd.
+    m: [i64; NPROC],
 }
 
 fn parse_tick(line: &str) -> Option<Tick> {
@@ -38,15 +45,20 @@ fn parse_tick(line: &str) -> Option<Tick> {
     let total = field("total=")?.parse().ok()?;
     let ptotal = field("ptotal=")?.parse().ok()?;
     let stotal = field("stotal=")?.parse().ok()?;
-    let cs: Vec<i64> = field("c=")?
-        .split(',')
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let mut counters = |name: &str| -> Option<[i64; NPROC]> {
+        let v: Vec<i64> = field(name)?
+            .split(',')
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        v.try_into().ok()
+    };
     Some(Tick {
         total,
         ptotal,
         stotal,
-        c: cs.try_into().ok()?,
+        c: counters("c=")?,
+        f: counters("f=")?,
+        m: counters("m=")?,
     })
 }
 
@@ -65,7 +77,8 @@ fn every_process_counts(c: &mut Computation, sysv: bool) -> Tick {
     loop {
         let t = next(c);
         assert_eq!(t.total, t.c.iter().sum::<i64>(), "{t:?}");
-        let grown = (0..NPROC).all(|i| t.c[i] > first.c[i])
+        let grown = (0..NPROC)
+            .all(|i| t.c[i] > first.c[i] && t.f[i] > first.f[i] && t.m[i] > first.m[i])
             && t.ptotal > first.ptotal
             && (!sysv || t.stotal > first.stotal);
         if grown {
@@ -76,6 +89,23 @@ fn every_process_counts(c: &mut Computation, sysv: bool) -> Tick {
             "not every process counts where the root sees it: {first:?} then {t:?}\n{}",
             c.diagnostics()
         );
+    }
+}
+
+/// The shared mapping of the regular file `data`: by reference, no page
+/// stored (its pages live in the file), in every image.
+fn file_pages_in_the_file(images: &[PathBuf], data: &str) {
+    for i in images {
+        let v: serde_json::Value =
+            serde_json::from_str(&inspect(i, &["--json"])).expect("inspect --json");
+        let r = v["regions"]
+            .as_array()
+            .expect("regions")
+            .iter()
+            .find(|r| r["name"].as_str() == Some(data))
+            .unwrap_or_else(|| panic!("{}: no region maps {data}", i.display()));
+        assert_eq!(r["backing"]["storage"], "by_reference", "{r}");
+        assert_eq!(r["stored_pages_bytes"], 0, "{r}");
     }
 }
 
@@ -120,6 +150,10 @@ fn stored_once(images: &[PathBuf], sysv: bool) {
         (8 * 4096..=11 * 4096).contains(&bytes),
         "the anonymous object's pages stored once: {bytes} bytes ({per:?})"
     );
+    let memfd: Vec<_> = per.iter().filter(|(k, _)| k.0 == "Memfd").collect();
+    assert_eq!(memfd.len(), 1, "one memfd: {per:?}");
+    assert_eq!(memfd[0].1 .1, NPROC);
+    assert!(memfd[0].1 .0 <= 4096, "{per:?}");
     let posix: Vec<_> = per.iter().filter(|(k, _)| k.0 == "PosixShm").collect();
     assert_eq!(posix.len(), 1, "one POSIX shm object: {per:?}");
     assert_eq!(posix[0].1 .1, NPROC);
@@ -196,6 +230,7 @@ fn story(c: &mut Computation, sysv: bool) {
 
     let images = c.checkpoint_all(NPROC);
     stored_once(&images, sysv);
+    file_pages_in_the_file(&images, &format!("{stop}.data"));
     let before_kill = every_process_counts(c, sysv);
     c.kill();
     if let Some(ids) = &ids {
