@@ -734,7 +734,16 @@ fn open_description(
             deleted,
             contents,
         } => {
-            let fd = if *deleted {
+            let memfd = crate::shm::memfd_of(file.dev, file.inode).filter(|_| *deleted);
+            let fd = if let Some(obj) = memfd {
+                // A memfd the program also maps: the object made for its
+                // mappings (shm.rs), whose bytes are the mappings'.
+                io(
+                    n,
+                    "reopening the shared memfd",
+                    sys::open(format!("/proc/self/fd/{obj}").as_bytes(), flags, 0),
+                )?
+            } else if *deleted {
                 let Some(bytes) = contents else {
                     return Err(FdRestoreError::DeletedWithoutContents {
                         fd: n,

@@ -182,10 +182,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // So are the open file descriptions they share (one offset).
-    inherited.extend(fds::share_descriptions(&imgs));
-    // Shared memory objects: made once here, inherited by all.
-    let mut inherited = inherited;
+    // Shared memory objects: made once here, inherited by all (before
+    // the descriptions: a memfd's descriptor is its mappings' object).
     match shm::share(&imgs) {
         Ok(fds) => inherited.extend(fds),
         Err(e) => {
@@ -193,6 +191,8 @@ fn main() {
             std::process::exit(2);
         }
     }
+    // So are the open file descriptions they share (one offset).
+    inherited.extend(fds::share_descriptions(&imgs));
     let settings = restore::Settings::from_env();
     let restore_one = |i: usize, barrier: &barrier::Barrier| -> std::convert::Infallible {
         restore::run(&imgs[tree.nodes[i].image], &opts, &settings, barrier)

@@ -69,6 +69,13 @@ pub fn fd_of(m: &SharedMapping) -> Option<i32> {
     OBJECTS.get()?.get(&key(m)).copied()
 }
 
+/// The descriptor of the memfd object with this identity (st_dev and
+/// inode of a descriptor the program held on it), so that the descriptor
+/// comes back on the very object its mappings share.
+pub fn memfd_of(dev: u64, inode: u64) -> Option<i32> {
+    OBJECTS.get()?.get(&(2, dev, inode)).copied()
+}
+
 /// One object: what it is, its size, its name, and every region that maps
 /// it: (image, region, offset of the region's start in the object).
 struct Object {

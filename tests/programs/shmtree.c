@@ -17,7 +17,9 @@
  *     the root reads and checks only when it stops. The processes use the
  *     ids they got at the start, never looking them up again;
  *   - a regular file, STOPFILE.data, mapped shared (its pages live in the
- *     file), and a memfd mapped shared (its descriptor closed): one
+ *     file), and a memfd mapped shared (the root keeps its descriptor,
+ *     writes a number through it every tick and reads it back through
+ *     the mapping: one object, not two): one
  *     counter per process in each, incremented atomically (a lock in the
  *     file would stay taken if a process was killed holding it: the file
  *     is not rolled back to the checkpoint);
@@ -95,6 +97,7 @@ struct atomics {
 
 static struct anon *an;
 static struct atomics *fc, *mc;
+static int mfd = -1;
 static struct seg *ps, *ss;
 static int semid = -1, msqid = -1, shmid_seen = -1, use_sysv;
 static int me;
@@ -217,6 +220,12 @@ static void run(int rfd, int wfd) {
                 if (v != 42)
                     fail("SysV semaphore 1 value", v, 42);
             }
+            long echo = n + 1000;
+            if (pwrite(mfd, &echo, sizeof echo, 4096 - sizeof echo) != sizeof echo)
+                fail("pwrite to the memfd", errno, 0);
+            long seen = *(volatile long *)((char *)mc + 4096 - sizeof echo);
+            if (seen != echo)
+                fail("a write through the memfd's descriptor is not in its mapping", seen, echo);
             if (++n % (TICK_MS / STEP_MS) == 0) {
                 printf("tick n=%ld total=%ld ptotal=%ld stotal=%ld c=%ld,%ld,%ld,%ld,%ld "
                        "f=%ld,%ld,%ld,%ld,%ld m=%ld,%ld,%ld,%ld,%ld\n",
@@ -307,7 +316,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     mc = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
+    mfd = fd; /* kept: the root writes through it */
     if (fc == MAP_FAILED || mc == MAP_FAILED) {
         perror("mmap file/memfd");
         return 2;

@@ -96,13 +96,17 @@ fn parse_line(line: &[u8]) -> Option<Line> {
     let (start, end) = (hex(r.next()?)?, hex(r.next()?)?);
     let mut d = dev.split(|&b| b == b':');
     let (major, minor) = (hex(d.next()?)?, hex(d.next()?)?);
+    // As stat's st_dev (glibc's makedev), so that a descriptor's file
+    // identity names the same object.
+    let dev =
+        (major & 0xfff) << 8 | (major & !0xfff) << 32 | (minor & 0xff) | (minor & !0xff) << 12;
     let inode = std::str::from_utf8(inode).ok()?.parse().ok()?;
     Some((
         start,
         end,
         perms.get(3) == Some(&b's'),
         hex(off)?,
-        major << 20 | minor,
+        dev,
         inode,
         name,
     ))
