@@ -1331,7 +1331,13 @@ fn kill_all(sh: &Shared, st: &mut State) -> usize {
         .collect();
     for (id, pids) in on_host {
         if let Some(w) = st.workers.get_mut(&id) {
-            send_to(&mut w.out, &ToClient::Continue { generation: 0, pids });
+            send_to(
+                &mut w.out,
+                &ToClient::Continue {
+                    generation: 0,
+                    pids,
+                },
+            );
         }
     }
     let here = local_pid_ns();
