@@ -350,6 +350,88 @@ pub fn tiny() -> Sample {
     }
 }
 
+/// A process that shares memory (format 1.3): the tiny sample plus an
+/// anonymous shared region, a POSIX shm region and a System V segment
+/// (SHARED_MEMORY), the pages this image holds of them, and a System V
+/// semaphore set and message queue (SYSV_IPC). The golden
+/// `v1.3-shm.ckpt`.
+pub fn shm() -> Sample {
+    let mut s = tiny();
+    s.header.program = "shmtree".into();
+    let shared = |start: u64, pages: u64, kind: RegionKind, name: &[u8]| Region {
+        start: Addr(start),
+        end: Addr(start + pages * 4096),
+        prot: Prot(Prot::READ | Prot::WRITE),
+        shared: true,
+        kind,
+        name: name.to_vec(),
+        ..Default::default()
+    };
+    let first = s.regions.len() as u32;
+    s.regions.extend([
+        shared(0x7f00_2000_0000, 4, RegionKind::Shm, b"/dev/zero (deleted)"),
+        shared(
+            0x7f00_2001_0000,
+            1,
+            RegionKind::Shm,
+            b"/dev/shm/ckpt-shmtree-4242",
+        ),
+        shared(
+            0x7f00_2002_0000,
+            2,
+            RegionKind::Shm,
+            b"/SYSV00000000 (deleted)",
+        ),
+    ]);
+    let counters: Vec<u8> = (0..4096u32).map(|i| (i % 7) as u8 + 1).collect();
+    s.chunks.extend([
+        (first, 0x7f00_2000_1000, counters.clone(), false),
+        (first + 1, 0x7f00_2001_0000, counters.clone(), true),
+        (first + 2, 0x7f00_2002_0000, counters, false),
+    ]);
+    let mapping = |start: u64, object: ShmObject, inode: u64, size: u64| SharedMapping {
+        start: Addr(start),
+        object,
+        dev: 1,
+        inode,
+        size,
+        offset: 0,
+    };
+    s.shared_memory = vec![
+        mapping(0x7f00_2000_0000, ShmObject::Anonymous, 2049, 4 * 4096),
+        mapping(0x7f00_2001_0000, ShmObject::PosixShm, 7, 4096),
+        mapping(0x7f00_2002_0000, ShmObject::SysV, 5, 8192),
+    ];
+    let perm = |id: i32, mode: u32| IpcPerm {
+        key: 0,
+        id,
+        mode,
+        uid: 1000,
+        gid: 1000,
+        cuid: 1000,
+        cgid: 1000,
+    };
+    s.sysv_ipc = Some(SysvIpc {
+        shm: vec![SysvShm {
+            perm: perm(5, 0o1600),
+            size: 8192,
+        }],
+        sem: vec![SysvSem {
+            perm: perm(5, 0o600),
+            values: vec![1, 42],
+        }],
+        msg: vec![SysvMsgQueue {
+            perm: perm(5, 0o600),
+            qbytes: 16384,
+            messages: vec![SysvMessage {
+                mtype: 2,
+                text: 0x5e17i64.to_le_bytes().to_vec(),
+            }],
+        }],
+    });
+    s
+}
+
 /// A richer image: two threads (one a worker with pending signals), every
 /// fd kind, timers, a socket peer.
 pub fn full() -> Sample {

@@ -35,6 +35,8 @@ fn current() -> Vec<(String, sample::Sample)> {
     vec![
         (format!("v{FORMAT_MAJOR}-tiny.ckpt"), sample::tiny()),
         (format!("v{FORMAT_MAJOR}-full.ckpt"), sample::full()),
+        // Format 1.3: SHARED_MEMORY and SYSV_IPC.
+        (format!("v{FORMAT_MAJOR}.3-shm.ckpt"), sample::shm()),
     ]
 }
 
