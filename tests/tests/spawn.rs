@@ -198,3 +198,31 @@ fn a_static_child_is_reported_and_the_rest_checkpoints() {
     );
     assert_eq!(c.wait_exit(T), Some(0));
 }
+
+/// tests/programs/execafter.c execs in the moment after a checkpoint let
+/// its threads go, while its writer still syncs, renames and reports the
+/// image (it watches for the image's temporary name). The exec must wait
+/// for that: the checkpoint succeeds with the image in place, and a
+/// restart from it brings back the program before its exec. (Without the
+/// wait the exec ended the checkpoint thread first: "disconnected during
+/// the checkpoint", no image.)
+#[test]
+fn an_exec_right_after_a_checkpoint_waits_for_its_image() {
+    let mut c = Computation::new("execafter");
+    let stop = c.stop_file().display().to_string();
+    let dir = c.ckpt_dir.display().to_string();
+    c.launch(&program("execafter"), &[&stop, &dir]);
+    c.wait_for_line(|l| l == "spinning", T);
+    let image = c.checkpoint();
+    assert!(image.exists());
+    c.wait_for_line(|l| l == "exec'd while an image was being finished", T);
+    c.wait_for_line(|l| l.starts_with("tick after "), T);
+    c.kill();
+    c.restart(&image);
+    // Back before the exec: it spins, and execs again at the next image.
+    c.wait_for_line(|l| l == "spinning", T);
+    c.checkpoint();
+    c.wait_for_line(|l| l == "exec'd while an image was being finished", T);
+    let v = c.verdict(T);
+    assert_eq!(v, "VERDICT OK", "{}", c.diagnostics());
+}
