@@ -110,33 +110,36 @@ fn children_of_every_kind_as_an_unprivileged_user() {
     }
 }
 
-/// tests/programs/static_child.c built with `cc -static`.
-fn static_child() -> (ckpt_tests::TempDir, std::path::PathBuf) {
+/// tests/programs/static_child.c built with `cc FLAGS`, as `static_child`.
+fn child_program(flags: &[&str]) -> (ckpt_tests::TempDir, std::path::PathBuf) {
     let dir = ckpt_tests::TempDir::new("static-child");
     let out = dir.path().join("static_child");
     let src = ckpt_tests::root().join("tests/programs/static_child.c");
     let st = std::process::Command::new("cc")
-        .args(["-static", "-O1", "-o"])
+        .args(flags)
+        .args(["-O1", "-o"])
         .arg(&out)
         .arg(&src)
         .status()
         .expect("cc");
-    assert!(st.success(), "cc -static failed (libc6-dev has libc.a)");
+    assert!(st.success(), "cc {flags:?} failed (libc6-dev has libc.a)");
+    let _ = std::process::Command::new("chmod")
+        .args(["a+rx"])
+        .arg(dir.path())
+        .status();
     (dir, out)
 }
 
-/// A static child (fork + execv of a `cc -static` program) cannot carry
-/// the writer: the exec'ing child tells the coordinator before it goes,
-/// so `ckpt command l` and `s` name it with the reason while the parent
-/// goes on being checkpointed alone; the checkpoint says so in the
-/// coordinator's log and the manifest; after each restart the parent's
-/// waitpid() finds the child killed by SIGKILL (its image records it so),
-/// not ECHILD, and the listing no longer shows it.
-#[test]
-fn a_static_child_is_reported_and_the_rest_checkpoints() {
-    let mut c = Computation::new("spawn-static");
+/// A child that cannot carry the writer (fork + execv of `child`): the
+/// exec'ing child tells the coordinator before it goes, so `ckpt command
+/// l` and `s` name it with the reason (`why`) while the parent goes on
+/// being checkpointed alone; the checkpoint says so in the coordinator's
+/// log and the manifest; after each restart the parent's waitpid() finds
+/// the child killed by SIGKILL (its image records it so), not ECHILD, and
+/// the listing no longer shows it.
+fn outside_child_story(tag: &str, child: &std::path::Path, why: &str) {
+    let mut c = Computation::new(tag);
     let stop = c.stop_file().display().to_string();
-    let (_dir, child) = static_child();
     let child_s = child.display().to_string();
     c.launch_tree(&program("spawn"), &[&stop, "static", &child_s], 1);
     let started = c.wait_for_line(|l| l.starts_with("started static child pid="), T);
@@ -154,7 +157,7 @@ fn a_static_child_is_reported_and_the_rest_checkpoints() {
     assert!(
         l.lines().any(|x| x.contains(&line)
             && x.contains("OUTSIDE CHECKPOINT CONTROL")
-            && x.contains("static binary")),
+            && x.contains(why)),
         "{l}"
     );
     assert!(
@@ -197,6 +200,38 @@ fn a_static_child_is_reported_and_the_rest_checkpoints() {
         c.diagnostics()
     );
     assert_eq!(c.wait_exit(T), Some(0));
+}
+
+/// A static child (`cc -static`): no dynamic loader to preload the writer.
+#[test]
+fn a_static_child_is_reported_and_the_rest_checkpoints() {
+    let (_dir, child) = child_program(&["-static"]);
+    outside_child_story("spawn-static", &child, "static binary");
+}
+
+/// A setuid child (a dynamic program owned by nobody, mode 4755, run by
+/// root): the loader ignores LD_PRELOAD in a secure execution.
+#[test]
+fn a_setuid_child_is_reported_and_the_rest_checkpoints() {
+    if !ckpt_tests::is_root() {
+        eprintln!("skipped: needs root to make a setuid program of another user");
+        return;
+    }
+    let (_dir, child) = child_program(&[]);
+    for args in [&["65534:65534"][..], &["4755"][..]] {
+        let cmd = if args[0].contains(':') {
+            "chown"
+        } else {
+            "chmod"
+        };
+        let st = std::process::Command::new(cmd)
+            .args(args)
+            .arg(&child)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd} {args:?}");
+    }
+    outside_child_story("spawn-setuid", &child, "setuid/setgid binary");
 }
 
 /// tests/programs/execafter.c execs in the moment after a checkpoint let
