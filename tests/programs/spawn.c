@@ -15,12 +15,13 @@
  * (waitpid, system's and pclose's status), checks each code and prints
  * "VERDICT OK ..." or "VERDICT FAIL ...".
  *
- * Usage: spawn STOPFILE [static PROGRAM]   (the parent)
+ * Usage: spawn STOPFILE [static|noenv PROGRAM]   (the parent)
  *        spawn STOPFILE child ROLE         (a child made by exec)
  * With "static PROGRAM" the parent makes only one child: fork + exec of
  * PROGRAM (a static binary that cannot carry the preload); at the stop it
  * prints how that child ended: "static child exited <code>" or "static
- * child killed by signal <n>". */
+ * child killed by signal <n>". With "noenv PROGRAM" the same, but the
+ * exec gets an empty environment (no LD_PRELOAD). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -122,11 +123,15 @@ static long reap(pid_t pid) {
     return r == pid ? st : -1;
 }
 
-static int static_parent(const char *prog) {
+static int static_parent(const char *prog, int clear_env) {
     pid_t c = fork();
     if (c == 0) {
         char *args[] = {(char *)prog, (char *)stopfile, NULL};
-        execv(prog, args);
+        char *none[] = {NULL};
+        if (clear_env)
+            execve(prog, args, none);
+        else
+            execv(prog, args);
         _exit(127);
     }
     printf("started static child pid=%d\n", c);
@@ -158,7 +163,8 @@ int main(int argc, char **argv) {
     if (len < 0) return 2;
     self[len] = 0;
     if (argc == 4 && strcmp(argv[2], "child") == 0) child_main(argv[3], stdout);
-    if (argc == 4 && strcmp(argv[2], "static") == 0) return static_parent(argv[3]);
+    if (argc == 4 && strcmp(argv[2], "static") == 0) return static_parent(argv[3], 0);
+    if (argc == 4 && strcmp(argv[2], "noenv") == 0) return static_parent(argv[3], 1);
 
     pid_t pids[NROLES] = {0};
     char *cargv[5] = {self, (char *)stopfile, "child", NULL, NULL};

@@ -137,11 +137,11 @@ fn child_program(flags: &[&str]) -> (ckpt_tests::TempDir, std::path::PathBuf) {
 /// log and the manifest; after each restart the parent's waitpid() finds
 /// the child killed by SIGKILL (its image records it so), not ECHILD, and
 /// the listing no longer shows it.
-fn outside_child_story(tag: &str, child: &std::path::Path, why: &str) {
+fn outside_child_story(tag: &str, mode: &str, child: &std::path::Path, why: &str) {
     let mut c = Computation::new(tag);
     let stop = c.stop_file().display().to_string();
     let child_s = child.display().to_string();
-    c.launch_tree(&program("spawn"), &[&stop, "static", &child_s], 1);
+    c.launch_tree(&program("spawn"), &[&stop, mode, &child_s], 1);
     let started = c.wait_for_line(|l| l.starts_with("started static child pid="), T);
     let pid: i32 = started.rsplit('=').next().unwrap().parse().unwrap();
     c.wait_for_line(|l| l.starts_with("tick static "), T);
@@ -206,7 +206,7 @@ fn outside_child_story(tag: &str, child: &std::path::Path, why: &str) {
 #[test]
 fn a_static_child_is_reported_and_the_rest_checkpoints() {
     let (_dir, child) = child_program(&["-static"]);
-    outside_child_story("spawn-static", &child, "static binary");
+    outside_child_story("spawn-static", "static", &child, "static binary");
 }
 
 /// A setuid child (a dynamic program owned by nobody, mode 4755, run by
@@ -231,7 +231,15 @@ fn a_setuid_child_is_reported_and_the_rest_checkpoints() {
             .unwrap();
         assert!(st.success(), "{cmd} {args:?}");
     }
-    outside_child_story("spawn-setuid", &child, "setuid/setgid binary");
+    outside_child_story("spawn-setuid", "static", &child, "setuid/setgid binary");
+}
+
+/// A child exec'd with an empty environment (execve with no LD_PRELOAD):
+/// the known hole of a preload, reported like the others.
+#[test]
+fn a_child_exec_d_without_the_preload_is_reported() {
+    let (_dir, child) = child_program(&[]);
+    outside_child_story("spawn-noenv", "noenv", &child, "no LD_PRELOAD");
 }
 
 /// tests/programs/execafter.c execs in the moment after a checkpoint let
