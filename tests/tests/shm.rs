@@ -166,6 +166,15 @@ fn stored_once(images: &[PathBuf], sysv: bool) {
     }
 }
 
+/// A file removed when dropped.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The launch's semaphore set and message queue, left in the host's IPC
 /// namespace by the kill (the restarts' live in namespaces of their own).
 fn remove_sysv_objects(ids: &str) {
@@ -224,6 +233,12 @@ fn story(c: &mut Computation, sysv: bool) {
         args.push("sysv");
     }
     c.launch_tree(&program("shmtree"), &args, NPROC);
+    // The root (ckpt launch became it) names its POSIX shm after its pid;
+    // removed however the test ends.
+    let _shm = RemoveOnDrop(format!(
+        "/dev/shm/ckpt-shmtree-{}",
+        c.proc.as_ref().expect("launched").id()
+    ));
     let ids = sysv.then(|| c.wait_for_line(|l| l.starts_with("sysv ids"), T));
     let dir = c.ckpt_dir.display().to_string();
     every_process_counts(c, sysv);
