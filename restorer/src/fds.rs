@@ -237,6 +237,100 @@ fn share_into(
     Ok(())
 }
 
+/// The FIFOs several processes of the tree hold, by path: one holder
+/// each (O_RDWR, so it never blocks and keeps the FIFO's pipe alive),
+/// opened and refilled once by the restorer before it forks the tree and
+/// inherited by every process, which opens its own descriptors on the
+/// path while the holder keeps the bytes, then closes it.
+static SHARED_FIFOS: OnceLock<BTreeMap<Vec<u8>, i32>> = OnceLock::new();
+
+fn shared_fifos() -> Option<&'static BTreeMap<Vec<u8>, i32>> {
+    SHARED_FIFOS.get()
+}
+
+/// The FIFOs to make once, by path: held by two processes or more, with
+/// the pid whose image gives the bytes (every holder stored the same
+/// bytes, taken at one moment while all were suspended: the lowest
+/// pid's copy goes back, once). `entries`: (pid, entry) of every
+/// restored fd of every image.
+pub(crate) fn shared_fifo_plan<'a>(entries: &[(i32, &'a FdEntry)]) -> Vec<(&'a [u8], i32)> {
+    let mut by_path: BTreeMap<&[u8], Vec<i32>> = BTreeMap::new();
+    for &(pid, e) in entries {
+        if let FdKind::Fifo { path, .. } = &e.kind {
+            by_path.entry(path.as_slice()).or_default().push(pid);
+        }
+    }
+    by_path
+        .into_iter()
+        .filter_map(|(path, mut pids)| {
+            pids.sort_unstable();
+            pids.dedup();
+            (pids.len() >= 2).then(|| (path, pids[0]))
+        })
+        .collect()
+}
+
+/// Opens every FIFO that several processes of the tree hold once, at a
+/// number above every image's fds, and writes its buffered bytes back
+/// once, for the whole tree to inherit. Returns the descriptors made.
+pub fn share_fifos(imgs: &[Image]) -> Result<Vec<i32>> {
+    let entries: Vec<(i32, &FdEntry)> = imgs
+        .iter()
+        .flat_map(|i| {
+            i.fds
+                .iter()
+                .filter(|e| restored_here(e, i))
+                .map(|e| (i.process.pid.0, e))
+        })
+        .collect();
+    let top = imgs
+        .iter()
+        .flat_map(|i| i.fds.iter().map(|e| e.fd.0))
+        .max()
+        .unwrap_or(2);
+    let mut temps = Temps {
+        fds: Vec::new(),
+        base: top + 1,
+    };
+    let mut made: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
+    for (path, pid) in shared_fifo_plan(&entries) {
+        let holders: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| matches!(&e.kind, FdKind::Fifo { path: p, .. } if p == path))
+            .map(|(p, e)| format!("pid {p} fd {}", e.fd.0))
+            .collect();
+        let (n, bytes) = entries
+            .iter()
+            .filter(|(p, _)| *p == pid)
+            .find_map(|(_, e)| match &e.kind {
+                FdKind::Fifo { path: p, buffered } if p == path => {
+                    Some((e.fd.0, buffered.as_slice()))
+                }
+                _ => None,
+            })
+            .unwrap_or((-1, &[]));
+        let h = io(
+            n,
+            format!("open FIFO {}", String::from_utf8_lossy(path)),
+            sys::open(path, libc::O_RDWR | libc::O_NONBLOCK, 0),
+        )?;
+        let h = io(n, "moving an fd", temps.keep(h))?;
+        if !bytes.is_empty() {
+            refill(n, h, bytes)?;
+        }
+        log::info(&format!(
+            "FIFO {} shared by {} ({} buffered bytes, from pid {pid})",
+            String::from_utf8_lossy(path),
+            holders.join(", "),
+            bytes.len()
+        ));
+        made.insert(path.to_vec(), h);
+    }
+    let fds: Vec<i32> = std::mem::take(&mut temps.fds);
+    let _ = SHARED_FIFOS.set(made);
+    Ok(fds)
+}
+
 /// The open file descriptions several processes of the tree hold, by
 /// `ofd_id`: opened once by the restorer before it forks the tree, at a
 /// number above every image's fds, and inherited by every process.
@@ -527,10 +621,15 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
             }
         }
     }
-    // One holder per FIFO path (O_RDWR never blocks), refilled.
+    // One holder per FIFO path (O_RDWR never blocks), refilled; a FIFO
+    // of the tree is the inherited holder, refilled already.
     let mut fifos: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
     for e in &mine {
         if let FdKind::Fifo { path, buffered } = &e.kind {
+            if let Some(&h) = shared_fifos().and_then(|m| m.get(path)) {
+                fifos.insert(path.clone(), h);
+                continue;
+            }
             if !fifos.contains_key(path) {
                 let h = io(
                     e.fd.0,
@@ -599,6 +698,10 @@ pub fn restore(img: &Image) -> Result<Vec<i32>> {
     for s in shared().into_iter().flat_map(|m| m.values()) {
         sys::close(s.pipe.read);
         sys::close(s.pipe.write);
+    }
+    // So do the tree's FIFO holders: every fd of them is open on its path.
+    for &h in shared_fifos().into_iter().flat_map(|m| m.values()) {
+        sys::close(h);
     }
     // So do the shared descriptions, now on their numbers.
     for &s in shared_ofds().into_iter().flat_map(|m| m.values()) {
@@ -997,5 +1100,33 @@ mod tests {
         let id = 1 << 63 | 10 << 32 | 3;
         let (a, b) = (file(3, id), file(4, id));
         assert!(shared_descriptions(&[(10, &a), (10, &b)]).is_empty());
+    }
+
+    fn fifo(fd: i32, path: &[u8], bytes: &[u8]) -> FdEntry {
+        FdEntry {
+            fd: Fd(fd),
+            fd_flags: FdFlags(0),
+            ofd_id: fd as u64,
+            status_flags: libc::O_RDONLY as u32,
+            kind: FdKind::Fifo {
+                path: path.to_vec(),
+                buffered: bytes.to_vec(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_fifo_of_several_processes_is_refilled_once_from_the_lowest_pid() {
+        let (a, b, c, d) = (
+            fifo(3, b"/t/q", b"xy"),
+            fifo(4, b"/t/q", b""),
+            fifo(5, b"/t/q", b"xy"),
+            // held by one process only (twice): its own business
+            fifo(6, b"/t/alone", b"z"),
+        );
+        let e = fifo(7, b"/t/alone", b"");
+        let entries = [(12, &a), (12, &b), (11, &c), (12, &d), (12, &e)];
+        let plan = shared_fifo_plan(&entries);
+        assert_eq!(plan, vec![(&b"/t/q"[..], 11)]);
     }
 }

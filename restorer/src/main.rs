@@ -191,6 +191,14 @@ fn main() {
             std::process::exit(2);
         }
     }
+    // FIFOs several processes hold: opened and refilled once here.
+    match fds::share_fifos(&imgs) {
+        Ok(fds) => inherited.extend(fds),
+        Err(e) => {
+            log::error(&format!("the FIFOs the processes share: {e}"));
+            std::process::exit(2);
+        }
+    }
     // So are the open file descriptions they share (one offset).
     inherited.extend(fds::share_descriptions(&imgs));
     let settings = restore::Settings::from_env();

@@ -1,0 +1,96 @@
+//! tests/programs/fifotree.c: a producer and a slow consumer of one
+//! computation joined by a named FIFO (mkfifo) that holds records at
+//! every checkpoint, in two shapes: the root produces for its child
+//! (`parent`), or two children of the root, each opening the FIFO by its
+//! path, produce and consume (`siblings`). Each goes through launch →
+//! checkpoint of every process → kill → restart of the images →
+//! checkpoint → kill → restart from the manifest → stop → verdict: the
+//! consumer checks every record's sequence number and value and the
+//! root compares its count and sum with what the producer sent, so
+//! records lost or doubled across a restart fail it. Every process that
+//! holds the FIFO stores its bytes in its image; one copy must go back.
+
+use ckpt_tests::{program, Computation};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A parsed `tick consumer got=<records> queued=<bytes>` line.
+fn consumer_tick(line: &str) -> Option<(u64, i64)> {
+    let rest = line.strip_prefix("tick consumer got=")?;
+    let (got, queued) = rest.split_once(" queued=")?;
+    Some((got.parse().ok()?, queued.trim().parse().ok()?))
+}
+
+/// Waits for `n` consumer ticks; returns the last (got, queued).
+fn consumer_reads(c: &mut Computation, n: usize) -> (u64, i64) {
+    let mut last = (0, 0);
+    for _ in 0..n {
+        let line = c.wait_for_line(
+            |l| consumer_tick(l).is_some() || l.starts_with("VERDICT"),
+            T,
+        );
+        assert!(!line.starts_with("VERDICT"), "{line}\n{}", c.diagnostics());
+        last = consumer_tick(&line).unwrap();
+    }
+    last
+}
+
+fn story(c: &mut Computation, shape: &str) {
+    let stop = c.stop_file().display().to_string();
+    let fifo = c.dir.path().join("records.fifo").display().to_string();
+    let n = if shape == "siblings" { 3 } else { 2 };
+    c.launch_tree(&program("fifotree"), &[&stop, &fifo, shape], n);
+    let dir = c.ckpt_dir.display().to_string();
+    let (_, queued) = consumer_reads(c, 3);
+    assert!(queued > 0, "records are waiting in the FIFO: {queued}");
+
+    let images = c.checkpoint_all(n);
+    consumer_reads(c, 2);
+    c.kill();
+
+    let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
+    args.extend(images.iter().map(|i| i.display().to_string()));
+    c.spawn(args);
+    c.wait_connected(n, T);
+    let (_, queued) = consumer_reads(c, 3);
+    assert!(queued > 0, "the producer fills the FIFO again: {queued}");
+
+    c.checkpoint_all(n);
+    consumer_reads(c, 2);
+    c.kill();
+
+    c.spawn(
+        ["restart", "--quiet", "--ckpt-dir", &dir]
+            .map(String::from)
+            .to_vec(),
+    );
+    c.wait_connected(n, T);
+    consumer_reads(c, 3);
+
+    let v = c.verdict(T);
+    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
+    assert_eq!(
+        c.wait_exit(T),
+        Some(0),
+        "the restart exits with the root's status"
+    );
+}
+
+#[test]
+fn a_fifo_from_parent_to_child_loses_and_doubles_nothing() {
+    story(&mut Computation::new("fifo-parent"), "parent");
+}
+
+#[test]
+fn a_fifo_between_two_children_loses_and_doubles_nothing() {
+    story(&mut Computation::new("fifo-siblings"), "siblings");
+}
+
+#[test]
+fn a_fifo_between_two_children_as_nobody() {
+    let Some(mut c) = ckpt_tests::as_nobody("fifo-nobody") else {
+        return;
+    };
+    story(&mut c, "siblings");
+}
