@@ -15,13 +15,15 @@
  * (waitpid, system's and pclose's status), checks each code and prints
  * "VERDICT OK ..." or "VERDICT FAIL ...".
  *
- * Usage: spawn STOPFILE [static|noenv PROGRAM]   (the parent)
+ * Usage: spawn STOPFILE [static|noenv PROGRAM | asmclone]   (the parent)
  *        spawn STOPFILE child ROLE         (a child made by exec)
  * With "static PROGRAM" the parent makes only one child: fork + exec of
  * PROGRAM (a static binary that cannot carry the preload); at the stop it
  * prints how that child ended: "static child exited <code>" or "static
  * child killed by signal <n>". With "noenv PROGRAM" the same, but the
- * exec gets an empty environment (no LD_PRELOAD). */
+ * exec gets an empty environment (no LD_PRELOAD). With "asmclone" the
+ * child is made by clone(SIGCHLD) through an inline syscall instruction
+ * and ticks like the static child ("tick static ..."), without an exec. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -123,7 +125,36 @@ static long reap(pid_t pid) {
     return r == pid ? st : -1;
 }
 
+static int static_wait(pid_t c);
+
+/* clone(SIGCHLD) by a syscall instruction: nothing the writer can
+ * interpose sees it. The child returns here on a copy of our stack. */
+static long asm_clone(void) {
+    long ret;
+    register long r10 __asm__("r10") = 0;
+    register long r8 __asm__("r8") = 0;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"((long)SYS_clone), "D"((long)SIGCHLD), "S"(0L), "d"(0L), "r"(r10),
+                       "r"(r8)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
 static int static_parent(const char *prog, int clear_env) {
+    if (clear_env == 2) {
+        long c = asm_clone();
+        if (c == 0) {
+            long n = 0;
+            while (!stopped()) {
+                printf("tick static pid=%d n=%ld\n", getpid(), ++n);
+                fflush(stdout);
+                nap();
+            }
+            _exit(30);
+        }
+        return static_wait((pid_t)c);
+    }
     pid_t c = fork();
     if (c == 0) {
         char *args[] = {(char *)prog, (char *)stopfile, NULL};
@@ -134,6 +165,10 @@ static int static_parent(const char *prog, int clear_env) {
             execv(prog, args);
         _exit(127);
     }
+    return static_wait(c);
+}
+
+static int static_wait(pid_t c) {
     printf("started static child pid=%d\n", c);
     fflush(stdout);
     long n = 0;
@@ -146,9 +181,9 @@ static int static_parent(const char *prog, int clear_env) {
     if (st < 0)
         printf("VERDICT FAIL waitpid(static child %d): %s\n", c, strerror(errno));
     else if (WIFSIGNALED(st))
-        printf("VERDICT OK static child killed by signal %d\n", WTERMSIG(st));
+        printf("VERDICT OK static child killed by signal %d\n", (int)WTERMSIG(st));
     else
-        printf("VERDICT OK static child exited %d\n", WEXITSTATUS(st));
+        printf("VERDICT OK static child exited %d\n", (int)WEXITSTATUS(st));
     return 0;
 }
 
@@ -165,6 +200,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[2], "child") == 0) child_main(argv[3], stdout);
     if (argc == 4 && strcmp(argv[2], "static") == 0) return static_parent(argv[3], 0);
     if (argc == 4 && strcmp(argv[2], "noenv") == 0) return static_parent(argv[3], 1);
+    if (argc == 3 && strcmp(argv[2], "asmclone") == 0) return static_parent(NULL, 2);
 
     pid_t pids[NROLES] = {0};
     char *cargv[5] = {self, (char *)stopfile, "child", NULL, NULL};

@@ -25,6 +25,9 @@ pub enum Why {
     NoPreload,
     /// The writer is not in its memory, for another reason.
     NotLoaded,
+    /// The writer is in its memory but has no thread: a clone the writer
+    /// did not see (an inline `syscall` instruction).
+    NoThread,
 }
 
 impl Why {
@@ -36,6 +39,9 @@ impl Why {
                 "its environment has no LD_PRELOAD with the writer (cleared before exec)"
             }
             Why::NotLoaded => "the writer is not loaded in it",
+            Why::NoThread => {
+                "made by a clone the writer did not see (a raw syscall instruction): no checkpoint thread"
+            }
         }
     }
 }
@@ -185,7 +191,12 @@ pub fn outsiders() -> Vec<Outsider> {
             let open = stat.iter().position(|&b| b == b'(')?;
             let program = String::from_utf8_lossy(&stat[open + 1..close]).into_owned();
             let why = match std::fs::read(format!("/proc/{pid}/maps")) {
-                Ok(m) if m.windows(WRITER.len()).any(|w| w == WRITER) => return None,
+                Ok(m) if m.windows(WRITER.len()).any(|w| w == WRITER) => {
+                    if has_checkpoint_thread(pid) {
+                        return None;
+                    }
+                    Why::NoThread
+                }
                 // A process we may not trace: its ids changed at exec.
                 Err(_) => Why::SetId,
                 Ok(m) if m.is_empty() => return None,
@@ -203,6 +214,18 @@ pub fn outsiders() -> Vec<Outsider> {
             Some(Outsider { pid, program, why })
         })
         .collect()
+}
+
+/// Whether a thread of `pid` is the writer's checkpoint thread (by its
+/// name). A child forked by glibc has one from before fork() returns in
+/// it (the atfork handler starts it); a copy of this process made by a
+/// clone nobody saw never gets one.
+fn has_checkpoint_thread(pid: i32) -> bool {
+    let dir = std::ffi::CString::new(format!("/proc/{pid}/task")).unwrap_or_default();
+    crate::sys::numeric_entries(&dir).into_iter().any(|tid| {
+        std::fs::read(format!("/proc/{pid}/task/{tid}/comm"))
+            .is_ok_and(|c| c.trim_ascii_end() == b"ckpt-thread")
+    })
 }
 
 /// The outsiders as their parent's image records them: children killed by
