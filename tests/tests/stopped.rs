@@ -16,6 +16,46 @@ fn child_state(l: &str) -> Option<char> {
     l.strip_prefix("tick parent child=")?.chars().next()
 }
 
+/// `ckpt command l`: (vpid, ppid, state) of each process listed.
+fn listed(c: &Computation) -> Vec<(i32, i32, String)> {
+    let out = c.command(&["l"]);
+    assert!(out.status.success(), "ckpt command l: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            // N, program[pid]@host, ppid P, unique-id, STATE
+            let f: Vec<&str> = l.splitn(5, ", ").collect();
+            let pid = f
+                .get(1)?
+                .split_once('[')?
+                .1
+                .split_once(']')?
+                .0
+                .parse()
+                .ok()?;
+            let ppid = f.get(2)?.strip_prefix("ppid ")?.parse().ok()?;
+            Some((pid, ppid, f.get(4)?.to_string()))
+        })
+        .collect()
+}
+
+/// `ckpt command l` shows the child `child` (STOPPED or RUNNING) and its
+/// parent RUNNING.
+fn list_shows_child(c: &Computation, child: &str) {
+    let l = listed(c);
+    assert_eq!(l.len(), 2, "{l:?}");
+    let parent = l
+        .iter()
+        .find(|p| l.iter().all(|o| o.0 != p.1))
+        .expect("the parent");
+    let kid = l.iter().find(|p| p.1 == parent.0).expect("the child");
+    assert_eq!(
+        (parent.2.as_str(), kid.2.as_str()),
+        ("RUNNING", child),
+        "{l:?}"
+    );
+}
+
 /// Waits until the parent sees the child stopped in `n` ticks in a row.
 fn child_stays_stopped(c: &mut Computation, n: usize) {
     let mut run = 0;
@@ -55,10 +95,12 @@ fn story(c: &mut Computation) {
     std::fs::write(dir.join("stop-child"), b"").unwrap();
     c.wait_for_line(|l| l == "event stopped sig=20", T);
     child_stays_stopped(c, 3);
+    list_shows_child(c, "STOPPED");
 
     let images = c.checkpoint_all(2);
     // Continued for the checkpoint, stopped again after it.
     child_stays_stopped(c, 3);
+    list_shows_child(c, "STOPPED");
     c.kill();
 
     let mut a: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
@@ -68,6 +110,8 @@ fn story(c: &mut Computation) {
     // A fresh stop, which the restored parent's waitpid() reports.
     c.wait_for_line(|l| l.starts_with("event stopped sig="), T);
     child_stays_stopped(c, 3);
+    // In the restart's pid namespace too.
+    list_shows_child(c, "STOPPED");
 
     c.checkpoint_all(2);
     child_stays_stopped(c, 3);
@@ -86,6 +130,7 @@ fn story(c: &mut Computation) {
     std::fs::write(dir.join("cont-child"), b"").unwrap();
     c.wait_for_line(|l| l == "event continued", T);
     c.wait_lines(2, |l| l.starts_with("tick child"), T);
+    list_shows_child(c, "RUNNING");
     let v = c.verdict(T);
     assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
     assert_eq!(
@@ -158,6 +203,8 @@ fn a_launched_process_stopped_as_a_whole() {
     signal("-TSTP", &pid.to_string());
     wait_stopped(|| vec![pid]);
 
+    let l = listed(&c);
+    assert!(l.len() == 1 && l[0].2 == "STOPPED", "ckpt command l: {l:?}");
     let image = c.checkpoint();
     wait_stopped(|| vec![pid]);
     // `ckpt command k` reaches a stopped process too.
@@ -173,6 +220,9 @@ fn a_launched_process_stopped_as_a_whole() {
         restored, restart,
         "the restored process, not ckpt-restore, is stopped"
     );
+    c.wait_connected(1, T);
+    let l = listed(&c);
+    assert!(l.len() == 1 && l[0].2 == "STOPPED", "ckpt command l: {l:?}");
     // SIGCONT to the restart's group (the restored process is in it).
     signal("-CONT", &format!("-{restart}"));
     c.wait_lines(2, is_count, T);

@@ -853,6 +853,81 @@ fn local_pid_ns() -> Option<(String, u64)> {
     Some((host.trim().to_string(), ns))
 }
 
+/// The state letter of /proc/`pid`/stat (R, S, T, ...).
+fn proc_state(pid: i32) -> Option<u8> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let i = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(i + 2).copied()
+}
+
+/// The workers of this host that are stopped (SIGSTOP, SIGTSTP: state
+/// T), looked up when listed rather than remembered, since a SIGCONT
+/// from anyone continues them without a word to the coordinator. A
+/// worker in the coordinator's pid namespace is /proc/`vpid`; one in
+/// another namespace (a restart's) is the process whose pid namespace
+/// is the worker's (hello's pid_ns) and whose innermost pid (the last of
+/// NSpid in its status) is its vpid, found in one pass over /proc. Only
+/// processes the coordinator's user may inspect are seen: those of the
+/// computation are. Workers of other hosts are not known stopped.
+fn stopped_here(st: &State) -> BTreeSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let Some((host, own_ns)) = local_pid_ns() else {
+        return BTreeSet::new();
+    };
+    let here: Vec<(u64, &Worker)> = st
+        .workers
+        .iter()
+        .filter(|(_, w)| w.info.host == host)
+        .map(|(id, w)| (*id, w))
+        .collect();
+    let mut out = BTreeSet::new();
+    // (pid namespace, vpid) -> host pid, for workers in other namespaces.
+    let mut wanted: BTreeMap<(u64, i32), Option<i32>> = BTreeMap::new();
+    for (id, w) in &here {
+        if w.info.pid_ns == own_ns {
+            if proc_state(w.info.vpid) == Some(b'T') {
+                out.insert(*id);
+            }
+        } else if w.info.pid_ns != 0 {
+            wanted.insert((w.info.pid_ns, w.info.vpid), None);
+        }
+    }
+    if wanted.is_empty() {
+        return out;
+    }
+    let namespaces: BTreeSet<u64> = wanted.keys().map(|k| k.0).collect();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(ns) = std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| m.ino()) else {
+            continue;
+        };
+        if !namespaces.contains(&ns) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let inner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|v| v.split_whitespace().last())
+            .and_then(|v| v.parse::<i32>().ok());
+        if let Some(slot) = inner.and_then(|v| wanted.get_mut(&(ns, v))) {
+            *slot = Some(pid);
+        }
+    }
+    for (id, w) in &here {
+        if let Some(Some(pid)) = wanted.get(&(w.info.pid_ns, w.info.vpid)) {
+            if proc_state(*pid) == Some(b'T') {
+                out.insert(*id);
+            }
+        }
+    }
+    out
+}
+
 /// SIGCONT to `pid` if it is stopped (state T of /proc/PID/stat).
 fn continue_if_stopped(pid: i32) -> bool {
     let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
@@ -1275,6 +1350,7 @@ fn note_outsiders(
 }
 
 fn list(sh: &Shared, st: &State) -> Vec<ProcessEntry> {
+    let stopped = stopped_here(st);
     let outside = st.outsiders.values().map(|o| ProcessEntry {
         number: 0,
         info: WorkerInfo {
@@ -1301,6 +1377,8 @@ fn list(sh: &Shared, st: &State) -> Vec<ProcessEntry> {
             },
             state: if st.pending.as_ref().is_some_and(|p| p.waiting.contains(id)) {
                 "CHECKPOINTING".into()
+            } else if stopped.contains(id) {
+                "STOPPED".into()
             } else {
                 "RUNNING".into()
             },
