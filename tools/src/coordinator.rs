@@ -1039,6 +1039,7 @@ fn maybe_complete(sh: &Shared, st: &mut State) {
             p.failures.join("; ")
         );
         sh.say(&message);
+        put_back_previous(sh, p.generation, st.completed, &p.images);
         Reply::Error { message }
     } else {
         st.completed = p.generation;
@@ -1060,6 +1061,41 @@ fn maybe_complete(sh: &Shared, st: &mut State) {
     };
     for w in p.waiters {
         let _ = w.send(reply.clone());
+    }
+}
+
+/// A checkpoint failed: the images the others wrote for it are not one
+/// cut with anything, so each main image name they replaced gets back
+/// its image of the last complete generation `completed` (linked under
+/// `ckpt_gen_<N>/` beside it), and one with no image there (a process
+/// new since) is removed: restarting "all the images" then gives the
+/// last complete generation again, as its manifest does.
+fn put_back_previous(sh: &Shared, generation: u64, completed: u64, images: &[ImageRec]) {
+    for i in images {
+        let p = Path::new(&i.path);
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            continue;
+        };
+        let prev = parent.join(generation_dir_name(completed)).join(name);
+        let r = if completed > 0 && prev.is_file() {
+            let tmp = parent.join(format!(".{}.put-back", name.to_string_lossy()));
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::hard_link(&prev, &tmp)
+                .and_then(|()| std::fs::rename(&tmp, p))
+                .map(|()| format!("put back the image of checkpoint {completed}"))
+        } else {
+            std::fs::remove_file(p).map(|()| "removed (no complete checkpoint of it)".into())
+        };
+        match r {
+            Ok(what) => sh.log_line(&format!(
+                "checkpoint {generation} failed: {}[{}]: {}: {what}",
+                i.program, i.pid, i.path
+            )),
+            Err(e) => sh.say(&format!(
+                "checkpoint {generation} failed: {}[{}]: {} is of this failed checkpoint, not one cut with the others ({e})",
+                i.program, i.pid, i.path
+            )),
+        }
     }
 }
 

@@ -191,11 +191,46 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
     }
 }
 
+/// Where a test fault is to be injected in this process's checkpoint.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    /// As if its threads did not stop.
+    Suspend,
+    /// As if writing its image failed (after every process stopped).
+    Capture,
+}
+
+/// TEST ONLY: `CKPT_TEST_FAIL_CAPTURE=FILE` (read once, at the first
+/// checkpoint, and kept through restarts) makes the checkpoints of one
+/// process of a computation fail while FILE exists and holds its pid,
+/// optionally followed by `suspend` (fails before the barrier, as a
+/// process that does not stop) or `capture` (the default: fails its
+/// write, after every process stopped), so tests can drive the barrier's
+/// failure path with real processes (tests/tests/barrier_failure.rs) and
+/// remove the fault by removing FILE. Unset: no effect, no file read.
+fn test_fault() -> Option<Fault> {
+    static FILE: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+    let file = FILE.get_or_init(|| std::env::var_os("CKPT_TEST_FAIL_CAPTURE"));
+    let text = std::fs::read_to_string(file.as_ref()?).ok()?;
+    let mut words = text.split_whitespace();
+    if words.next()?.parse::<i32>().ok()? != sys::getpid() {
+        return None;
+    }
+    Some(match words.next() {
+        Some("suspend") => Fault::Suspend,
+        _ => Fault::Capture,
+    })
+}
+
 /// Runs a checkpoint; user threads run again when it returns (after
 /// `barrier` let them go).
 pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) -> Outcome {
     let signo = suspend::SIGNO.load(Ordering::Relaxed);
     let t0 = std::time::Instant::now();
+    let fault = test_fault();
+    if fault == Some(Fault::Suspend) {
+        return Outcome::Failed("test fault (CKPT_TEST_FAIL_CAPTURE): threads not stopped".into());
+    }
     crate::ensure_workers();
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
@@ -236,7 +271,13 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) ->
         return Outcome::Restarted;
     }
     crate::mem::open_proc_mem();
-    let r = write_image(req);
+    let r = if fault == Some(Fault::Capture) {
+        Err(String::from(
+            "test fault (CKPT_TEST_FAIL_CAPTURE): image not written",
+        ))
+    } else {
+        write_image(req)
+    };
     if !compress::wait_ack(10_000) {
         log!("compression workers did not finish");
     }
