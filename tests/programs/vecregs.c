@@ -6,10 +6,13 @@
  * restore can change them there: a restorer that put back only the legacy
  * x87/SSE area would zero their upper parts. Prints "tick N ymm=OK,BAD
  * zmm=OK,BAD" every 100 ms, "VERDICT FAIL ..." at once on a mismatch, and
- * when STOPFILE (argv[1]) exists "VERDICT OK". */
+ * when STOPFILE (argv[1]) exists "VERDICT OK". Each tick also checks the
+ * thread names (comm): the process's own and the two named threads'. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +22,29 @@
 static _Alignas(64) uint8_t ypat[32];
 static _Alignas(64) uint8_t zpat[64];
 static atomic_long yok, ybad, zok, zbad;
+static atomic_int ytid, ztid;
+
+/* The comm of thread tid ("" if unreadable). */
+static void comm_of(int tid, char *out, size_t n) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+    out[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (fgets(out, (int)n, f)) out[strcspn(out, "\n")] = 0;
+    fclose(f);
+}
+
+/* Fails unless thread tid is called want. */
+static void check_comm(int tid, const char *want) {
+    char got[32];
+    if (tid <= 0) return;
+    comm_of(tid, got, sizeof got);
+    if (strcmp(got, want)) {
+        printf("VERDICT FAIL thread %d is called \"%s\", not \"%s\"\n", tid, got, want);
+        exit(1);
+    }
+}
 
 static long spin_ymm(long iters) {
     long bad = 0;
@@ -65,6 +91,8 @@ __attribute__((target("avx512f"))) static long spin_zmm(long iters) {
 }
 
 static void *ymm_thread(void *a) {
+    pthread_setname_np(pthread_self(), "vec-ymm");
+    atomic_store(&ytid, (int)syscall(SYS_gettid));
     for (;;) {
         long bad = spin_ymm(1 << 22);
         atomic_fetch_add(&yok, 1);
@@ -74,6 +102,8 @@ static void *ymm_thread(void *a) {
 }
 
 static void *zmm_thread(void *a) {
+    pthread_setname_np(pthread_self(), "vec-zmm");
+    atomic_store(&ztid, (int)syscall(SYS_gettid));
     for (;;) {
         long bad = spin_zmm(1 << 22);
         atomic_fetch_add(&zok, 1);
@@ -104,6 +134,9 @@ int main(int argc, char **argv) {
             printf("VERDICT FAIL vector registers changed: ymm15 %ld times, zmm31/k1 %ld times\n", yb, zb);
             return 1;
         }
+        check_comm(getpid(), "vecregs");
+        check_comm(atomic_load(&ytid), "vec-ymm");
+        check_comm(atomic_load(&ztid), "vec-zmm");
         printf("tick %ld ymm=%ld,%ld zmm=%ld,%ld%s\n", n, atomic_load(&yok), yb, atomic_load(&zok), zb,
                avx512 ? "" : " (no AVX-512)");
         if (access(stop, F_OK) == 0) {

@@ -1,6 +1,7 @@
 //! tests/programs/vecregs.c through the whole story: ymm15 (AVX) and, on
 //! an AVX-512 CPU, zmm31 and k1 keep their values across checkpoints and
-//! restarts while threads are inside loops that check them.
+//! restarts while threads are inside loops that check them, and the
+//! process and its threads keep their names (comm).
 
 use ckpt_tests::{program, Computation};
 use std::time::Duration;

@@ -365,6 +365,41 @@ extern "C" fn wait_for_sync() {
     }
 }
 
+/// Each slot's thread name (`comm`) at the last checkpoint, in our own
+/// memory, so a restored process gets its names back: its threads are
+/// made by ckpt-restore and would all be called `ckpt-restore` (and so
+/// would every child they fork, and that child's image).
+struct Comms(std::cell::UnsafeCell<[[u8; 16]; MAX_THREADS]>);
+// SAFETY: only the checkpoint thread touches it (thread_records, restarted).
+unsafe impl Sync for Comms {}
+static COMMS: Comms = Comms(std::cell::UnsafeCell::new([[0; 16]; MAX_THREADS]));
+
+fn keep_comm(i: usize, name: &str) {
+    let mut c = [0u8; 16];
+    let n = name.len().min(15);
+    c[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: the checkpoint thread is the only one using COMMS; i < MAX_THREADS.
+    unsafe { (*COMMS.0.get())[i] = c };
+}
+
+/// Gives every restored thread its name again (before any runs).
+fn restore_comms() {
+    let n = (NSLOTS.load(Ordering::Acquire) as usize).min(MAX_THREADS);
+    for i in 0..n {
+        // SAFETY: slot index in range; the tid is an atomic.
+        let tid = unsafe { (*slot(i)).tid.load(Ordering::Acquire) };
+        // SAFETY: as in keep_comm.
+        let c = unsafe { (*COMMS.0.get())[i] };
+        let len = c.iter().position(|&b| b == 0).unwrap_or(16);
+        if tid > 0 && len > 0 {
+            let path = format!("/proc/self/task/{tid}/comm");
+            if let Err(e) = std::fs::write(&path, &c[..len]) {
+                crate::debug!("{path}: {e}");
+            }
+        }
+    }
+}
+
 /// The checkpoint thread in a restored process. Globals only.
 #[inline(never)]
 fn restarted() {
@@ -385,6 +420,7 @@ fn restarted() {
     alloc::init_scratch();
     compress::cache::forget();
     config::apply_restart(&ri);
+    restore_comms();
     let release = crate::jobctl::after_restart();
     log!(
         "restarted (restart #{}): {} of {} threads arrived",
@@ -469,6 +505,7 @@ fn thread_records(pid: i32) -> Vec<Thread> {
         let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
             .map(|c| c.trim_end().to_string())
             .unwrap_or_default();
+        keep_comm(i, &name);
         out.push(Thread {
             tid: Pid(tid),
             flags: ThreadFlags(flags),
