@@ -12,6 +12,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod tmux;
+pub use tmux::Tmux;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -170,8 +173,48 @@ fn file_follower(path: PathBuf, start: u64) -> Receiver<String> {
     rx
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` quoted for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `p` quoted for a POSIX shell.
+pub fn quote_path(p: &Path) -> String {
+    shell_quote(&p.display().to_string())
+}
+
+/// Where [`Computation::tree_story`] hands over to the test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Every process was checkpointed (the first time) and runs on.
+    Checkpointed,
+    /// Restarted from all the first checkpoint's images, named together.
+    RestartedFromImages,
+    /// Every restarted process was checkpointed and runs on.
+    CheckpointedAgain,
+    /// Restarted from the checkpoint directory's manifest.
+    RestartedFromManifest,
+}
+
+impl Step {
+    /// Whether the tree was just restarted.
+    pub fn is_restart(self) -> bool {
+        matches!(
+            self,
+            Step::RestartedFromImages | Step::RestartedFromManifest
+        )
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Checkpointed => "the first checkpoint",
+            Step::RestartedFromImages => "the restart from the images",
+            Step::CheckpointedAgain => "the second checkpoint",
+            Step::RestartedFromManifest => "the restart from the manifest",
+        })
+    }
 }
 
 /// A coordinator with a private runtime and checkpoint directory, and the
@@ -396,6 +439,13 @@ impl Computation {
     /// `ckpt launch PROGRAM ARGS...` of a program that forks: waits until
     /// `processes` processes are connected.
     pub fn launch_tree(&mut self, program: &Path, args: &[&str], processes: usize) {
+        self.spawn_launch(program, args);
+        self.wait_connected(processes, Duration::from_secs(20));
+    }
+
+    /// `ckpt launch PROGRAM ARGS...` (images in the checkpoint
+    /// directory), without waiting for anything.
+    pub fn spawn_launch(&mut self, program: &Path, args: &[&str]) {
         let mut a = vec![
             "launch".to_string(),
             "--quiet".into(),
@@ -405,17 +455,38 @@ impl Computation {
         a.push(program.display().to_string());
         a.extend(args.iter().map(|s| s.to_string()));
         self.spawn(a);
-        self.wait_connected(processes, Duration::from_secs(20));
     }
 
     /// `ckpt restart IMAGE`; waits until the process is connected.
     pub fn restart(&mut self, image: &Path) {
-        self.spawn(vec![
-            "restart".into(),
-            "--quiet".into(),
-            image.display().to_string(),
-        ]);
-        self.wait_connected(1, Duration::from_secs(30));
+        self.restart_all(&[image.to_path_buf()], 1, Duration::from_secs(30));
+    }
+
+    /// `ckpt restart IMAGES...`: the images of a tree in one restart;
+    /// waits until `processes` processes are connected.
+    pub fn restart_all(&mut self, images: &[PathBuf], processes: usize, timeout: Duration) {
+        let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
+        args.extend(images.iter().map(|i| i.display().to_string()));
+        self.spawn(args);
+        self.wait_connected(processes, timeout);
+    }
+
+    /// `ckpt restart --ckpt-dir DIR`: the images the checkpoint
+    /// directory's manifest names, without waiting for anything.
+    pub fn spawn_restart_manifest(&mut self) {
+        let dir = self.ckpt_dir.display().to_string();
+        self.spawn(
+            ["restart", "--quiet", "--ckpt-dir", &dir]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
+
+    /// [`spawn_restart_manifest`](Self::spawn_restart_manifest); waits
+    /// until `processes` processes are connected.
+    pub fn restart_manifest(&mut self, processes: usize, timeout: Duration) {
+        self.spawn_restart_manifest();
+        self.wait_connected(processes, timeout);
     }
 
     /// Waits for a line matching `pred`; panics on timeout, on the
@@ -514,8 +585,19 @@ impl Computation {
 
     /// Waits until `n` processes are connected.
     pub fn wait_connected(&mut self, n: usize, timeout: Duration) {
+        self.wait_processes(|k| k == n, &format!("{n} process(es)"), timeout);
+    }
+
+    /// Waits until at least `n` processes are connected (a tree whose
+    /// short-lived children come and go).
+    pub fn wait_connected_at_least(&mut self, n: usize, timeout: Duration) {
+        self.wait_processes(|k| k >= n, &format!("at least {n} process(es)"), timeout);
+    }
+
+    /// Waits until the number of processes connected satisfies `enough`.
+    fn wait_processes(&mut self, enough: impl Fn(usize) -> bool, what: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.processes() != n {
+        while !enough(self.processes()) {
             if let Some(p) = self.proc.as_mut() {
                 if let Ok(Some(st)) = p.child.try_wait() {
                     // Collect what it said before going.
@@ -530,7 +612,7 @@ impl Computation {
             }
             assert!(
                 Instant::now() < deadline,
-                "{n} process(es) not connected within {timeout:?}\n{}",
+                "{what} not connected within {timeout:?}\n{}",
                 self.diagnostics()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -548,6 +630,26 @@ impl Computation {
         let images = self.bc_images();
         assert_eq!(images.len(), n, "one image per process: {images:?}");
         images
+    }
+
+    /// `ckpt command bc --json` of whatever is connected (a tree whose
+    /// short-lived children come and go): its images, each checked to
+    /// exist.
+    pub fn checkpoint_any(&self) -> Vec<PathBuf> {
+        self.bc_images()
+    }
+
+    /// `ckpt command bc`, which must fail: what it said (stdout, then
+    /// stderr).
+    pub fn checkpoint_fails(&self) -> String {
+        let out = self.command(&["bc"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "the checkpoint succeeded: {text}");
+        text
     }
 
     /// `ckpt command bc --json`: its images (at least one), each checked
@@ -608,6 +710,14 @@ impl Computation {
         }
     }
 
+    /// `ckpt command k`: the coordinator kills every process (they exit
+    /// with 75); waits until none is connected.
+    pub fn kill_through_coordinator(&mut self, timeout: Duration) {
+        let out = self.command(&["k"]);
+        assert!(out.status.success(), "ckpt command k: {out:?}");
+        self.wait_connected(0, timeout);
+    }
+
     /// Waits for the coordinator to exit; returns its status code.
     pub fn wait_coordinator_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
@@ -650,6 +760,55 @@ impl Computation {
         let line = self.wait_for_line(|l| l.starts_with("VERDICT"), timeout);
         let _ = std::fs::remove_file(self.stop_file());
         line
+    }
+
+    /// Creates the stop file; the verdict must be `VERDICT OK...` and the
+    /// process (launched or restarted) must exit with 0. Returns the
+    /// verdict line.
+    pub fn verdict_ok(&mut self, timeout: Duration) -> String {
+        let v = self.verdict(timeout);
+        assert!(v.starts_with("VERDICT OK"), "{v}\n{}", self.diagnostics());
+        assert_eq!(
+            self.wait_exit(timeout),
+            Some(0),
+            "the process exits with the status of the computation's root"
+        );
+        v
+    }
+
+    /// The shell line that sets this computation's environment, then runs
+    /// `ckpt ARGS` (ARGS already quoted for the shell).
+    pub fn ckpt_shell_line(&self, args: &str) -> String {
+        format!(
+            "export CKPT_TMPDIR={} CKPT_COORD_HOST=127.0.0.1 CKPT_COORD_PORT={}; {} {args}",
+            quote_path(&self.tmpdir),
+            self.port,
+            quote_path(&ckpt())
+        )
+    }
+
+    /// A process tree's story once it runs (launched, or restarted): a
+    /// checkpoint of its `processes` processes → kill → restart of all
+    /// the images together → checkpoint → kill → restart from the
+    /// manifest, each restart waiting (up to `timeout`) for every process
+    /// to connect. After each step `at` checks that the tree goes on (and
+    /// whatever the test judges there).
+    pub fn tree_story(
+        &mut self,
+        processes: usize,
+        timeout: Duration,
+        mut at: impl FnMut(&mut Computation, Step),
+    ) {
+        let images = self.checkpoint_all(processes);
+        at(self, Step::Checkpointed);
+        self.kill();
+        self.restart_all(&images, processes, timeout);
+        at(self, Step::RestartedFromImages);
+        self.checkpoint_all(processes);
+        at(self, Step::CheckpointedAgain);
+        self.kill();
+        self.restart_manifest(processes, timeout);
+        at(self, Step::RestartedFromManifest);
     }
 
     /// The whole story: progress → checkpoint (unaffected) → checkpoint

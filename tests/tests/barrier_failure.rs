@@ -64,13 +64,7 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, (usize, u64)> {
 
 /// `ckpt command bc` fails, naming `who` (program[pid]) and the fault.
 fn checkpoint_fails(c: &Computation, who: &str, what: &str) {
-    let out = c.command(&["bc"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "the checkpoint succeeded: {text}");
+    let text = c.checkpoint_fails();
     assert!(
         text.contains(&format!(
             "{who}: test fault (CKPT_TEST_FAIL_CAPTURE): {what}"
@@ -103,7 +97,6 @@ fn a_failed_checkpoint_resumes_everyone_and_keeps_the_previous_generation() {
             .unwrap_or_else(|| panic!("no {key} in {started}"))
     };
     let (consumer, producer) = (pid_of("consumer="), pid_of("producer="));
-    let dir = c.ckpt_dir.display().to_string();
     both_go_on(&mut c, 2);
 
     c.checkpoint_all(3);
@@ -132,12 +125,7 @@ fn a_failed_checkpoint_resumes_everyone_and_keeps_the_previous_generation() {
     c.kill();
 
     // The first generation restarts (from its manifest) and goes on.
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(3, T);
+    c.restart_manifest(3, T);
     both_go_on(&mut c, 3);
     // A failure in the restarted tree, same pids.
     fault(&fault_file, producer, "capture");
@@ -147,17 +135,14 @@ fn a_failed_checkpoint_resumes_everyone_and_keeps_the_previous_generation() {
     c.kill();
 
     // The first generation's images, by their main names, restart too.
-    let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
-    args.extend(
-        generation1
-            .keys()
-            .filter(|p| p.parent() == Some(c.ckpt_dir.as_path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
-            .map(|p| p.display().to_string()),
-    );
-    assert_eq!(args.len(), 5, "three images: {args:?}");
-    c.spawn(args);
-    c.wait_connected(3, T);
+    let images: Vec<PathBuf> = generation1
+        .keys()
+        .filter(|p| p.parent() == Some(c.ckpt_dir.as_path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .cloned()
+        .collect();
+    assert_eq!(images.len(), 3, "three images: {images:?}");
+    c.restart_all(&images, 3, T);
     both_go_on(&mut c, 3);
 
     // No fault: the next checkpoint works, and restarts.
@@ -166,14 +151,7 @@ fn a_failed_checkpoint_resumes_everyone_and_keeps_the_previous_generation() {
     assert_ne!(files(&c.ckpt_dir), generation1, "a new generation");
     both_go_on(&mut c, 2);
     c.kill();
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(3, T);
+    c.restart_manifest(3, T);
     both_go_on(&mut c, 3);
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(c.wait_exit(T), Some(0));
+    c.verdict_ok(T);
 }

@@ -15,7 +15,8 @@
 //! restart (the pipeline would hang). Also as the unprivileged user nobody.
 
 use ckpt_tests::Computation;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -60,85 +61,30 @@ fn totals(c: &mut Computation, k: usize) -> u64 {
     n
 }
 
-/// Waits until at least `n` processes are connected.
-fn wait_at_least(c: &mut Computation, n: usize) {
-    let deadline = Instant::now() + T;
-    while c.processes() < n {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {n} processes connected\n{}",
-            c.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A blocking checkpoint of whatever is connected (a `sleep` may be
-/// there or not); returns the number of images.
-fn checkpoint(c: &Computation) -> usize {
-    let out = c.command(&["bc", "--json"]);
-    assert!(
-        out.status.success(),
-        "checkpoint failed: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        c.diagnostics()
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bc --json");
-    v["checkpointed"]["images"]
-        .as_array()
-        .map_or(0, |a| a.len())
-}
-
-fn restart(c: &mut Computation) {
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    wait_at_least(c, AT_LEAST);
-}
-
 fn story(mut c: Computation) {
     let stop = c.stop_file().display().to_string();
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        [
-            "launch",
-            "--quiet",
-            "--ckpt-dir",
-            &dir,
-            "bash",
-            "-c",
-            SCRIPT,
-            "bash",
-            &stop,
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
-    wait_at_least(&mut c, AT_LEAST);
+    c.spawn_launch(Path::new("bash"), &["-c", SCRIPT, "bash", &stop]);
+    c.wait_connected_at_least(AT_LEAST, T);
     totals(&mut c, 3);
     for round in 1..=2 {
         // Several checkpoints in a row: one of them is likely to catch a
         // sleep starting or ending.
         for _ in 0..6 {
-            assert!(checkpoint(&c) >= AT_LEAST, "round {round}");
+            // Of whatever is connected: a `sleep` may be there or not.
+            assert!(c.checkpoint_any().len() >= AT_LEAST, "round {round}");
             totals(&mut c, 1);
         }
         let before = totals(&mut c, 2);
         c.kill();
-        restart(&mut c);
+        c.spawn_restart_manifest();
+        c.wait_connected_at_least(AT_LEAST, T);
         let after = totals(&mut c, 3);
         assert!(
             after > 0 && after < before + 10_000,
             "round {round}: {before} → {after}"
         );
     }
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(c.wait_exit(T), Some(0));
+    c.verdict_ok(T);
 }
 
 #[test]

@@ -30,13 +30,7 @@ fn unsaveable_fd_fails_the_checkpoint_and_the_program_goes_on() {
     let l = c.wait_for_line(|l| l.starts_with("uring fd "), T);
     let fd = l.trim_start_matches("uring fd ").trim().to_string();
     c.wait_lines(2, |l| l.starts_with("tick"), T);
-    let out = c.command(&["bc"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "the checkpoint succeeded: {text}");
+    let text = c.checkpoint_fails();
     assert!(
         text.contains(&format!("fd {fd}")) && text.contains("io_uring"),
         "the failure does not name fd {fd} and io_uring: {text}"

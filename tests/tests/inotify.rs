@@ -24,13 +24,7 @@ fn inotify_watches_keep_their_wds() {
     let (d, old) = (dir.join("sub/d"), dir.join("sub/d.old"));
     std::fs::rename(&d, &old).unwrap();
     std::fs::write(&d, b"another file").unwrap();
-    let out = c.command(&["bc"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "the checkpoint succeeded: {text}");
+    let text = c.checkpoint_fails();
     assert!(
         text.contains("inotify watch 5") && text.contains(&d.display().to_string()),
         "the failure does not name watch 5 and {}: {text}",

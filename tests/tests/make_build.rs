@@ -21,7 +21,7 @@
 
 use ckpt_tests::{Computation, TempDir};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -55,69 +55,22 @@ fn is_compile(l: &str) -> bool {
     l.starts_with("cc -pipe -c ")
 }
 
-/// Waits until at least `n` processes are connected.
-fn wait_at_least(c: &mut Computation, n: usize) {
-    let deadline = Instant::now() + T;
-    while c.processes() < n {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {n} processes connected\n{}",
-            c.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A blocking checkpoint of whatever runs now; returns the image count.
-fn checkpoint(c: &Computation) -> usize {
-    let out = c.command(&["bc", "--json"]);
-    assert!(
-        out.status.success(),
-        "checkpoint failed: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        c.diagnostics()
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bc --json");
-    v["checkpointed"]["images"]
-        .as_array()
-        .map_or(0, |a| a.len())
-}
-
 #[test]
 fn make_j2_checkpointed_midway_finishes_with_the_right_program() {
     let mut c = Computation::new("make-build");
     let src = TempDir::new("make-project");
     project(src.path());
-    let dir = c.ckpt_dir.display().to_string();
     let srcdir = src.path().display().to_string();
-    c.spawn(
-        [
-            "launch",
-            "--quiet",
-            "--ckpt-dir",
-            &dir,
-            "make",
-            "-j2",
-            "-C",
-            &srcdir,
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
-    wait_at_least(&mut c, 1);
+    c.spawn_launch(Path::new("make"), &["-j2", "-C", &srcdir]);
+    c.wait_connected_at_least(1, T);
     c.wait_lines(4, is_compile, T);
     for round in 1..=2 {
-        // make and its two jobs at least.
-        assert!(checkpoint(&c) >= 2, "round {round}");
+        // Of whatever runs now: make and its two jobs at least.
+        assert!(c.checkpoint_any().len() >= 2, "round {round}");
         c.wait_lines(1, is_compile, T);
         c.kill();
-        c.spawn(
-            ["restart", "--quiet", "--ckpt-dir", &dir]
-                .map(String::from)
-                .to_vec(),
-        );
-        wait_at_least(&mut c, 1);
+        c.spawn_restart_manifest();
+        c.wait_connected_at_least(1, T);
         c.wait_lines(2, is_compile, T);
     }
     c.wait_for_line(|l| l.starts_with("cc -o prog "), T);

@@ -39,34 +39,9 @@ fn story(c: &mut Computation) {
     let (dir, stop) = (dir.display().to_string(), stop.display().to_string());
     c.launch_tree(&program("ofd"), &[&dir, &stop], 2);
     c.wait_lines(2, is_tick, T);
-
-    let images = c.checkpoint_all(2);
-    c.wait_lines(1, is_tick, T);
-    c.kill();
-
-    let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
-    args.extend(images.iter().map(|i| i.display().to_string()));
-    c.spawn(args);
-    c.wait_connected(2, T);
-    c.wait_lines(3, is_tick, T);
-
-    c.checkpoint_all(2);
-    c.wait_lines(1, is_tick, T);
-    c.kill();
-
-    let ckpt_dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &ckpt_dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(2, T);
-    c.wait_lines(3, is_tick, T);
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(
-        c.wait_exit(T),
-        Some(0),
-        "the restart exits with the parent's status"
-    );
+    c.tree_story(2, T, |c, step| {
+        let ticks = if step.is_restart() { 3 } else { 1 };
+        c.wait_lines(ticks, is_tick, T);
+    });
+    c.verdict_ok(T);
 }

@@ -81,43 +81,11 @@ fn story(c: &mut Computation, mode: &str) {
     // unless a subreaper outside the computation had it).
     let want = if mode == "subreaper" { parent } else { 1 };
 
-    let images = c.checkpoint_all(2);
-    both_tick(c);
-    c.kill();
-
-    let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
-    args.extend(images.iter().map(|i| i.display().to_string()));
-    c.spawn(args);
-    c.wait_connected(2, T);
-    let ((o, pp), p) = both_tick(c);
-    assert_eq!(
-        (o, pp, p),
-        (orphan, want, parent),
-        "after the first restart"
-    );
-
-    c.checkpoint_all(2);
-    both_tick(c);
-    c.kill();
-
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(2, T);
-    let ((o, pp), p) = both_tick(c);
-    assert_eq!(
-        (o, pp, p),
-        (orphan, want, parent),
-        "after the second restart"
-    );
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(
-        c.wait_exit(T),
-        Some(0),
-        "the restart exits with the parent's status"
-    );
+    c.tree_story(2, T, |c, step| {
+        let ((o, pp), p) = both_tick(c);
+        if step.is_restart() {
+            assert_eq!((o, pp, p), (orphan, want, parent), "after {step}");
+        }
+    });
+    c.verdict_ok(T);
 }

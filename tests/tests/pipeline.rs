@@ -8,7 +8,7 @@
 //! and the parent, reading the consumer's count on a second pipe, would
 //! never see its end-of-file).
 
-use ckpt_tests::{program, Computation};
+use ckpt_tests::{program, Computation, Step};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -36,43 +36,25 @@ fn a_pipe_between_two_processes_loses_and_doubles_nothing() {
     let mut c = Computation::new("pipeline");
     let stop = c.stop_file().display().to_string();
     c.launch_tree(&program("pipeline"), &[&stop], 3);
-    let dir = c.ckpt_dir.display().to_string();
     // The producer outruns the consumer: the pipe holds bytes.
     let (_, queued) = consumer_reads(&mut c, 3);
     assert!(queued > 0, "bytes are waiting in the pipe: {queued}");
 
-    let images = c.checkpoint_all(3);
-    consumer_reads(&mut c, 2);
-    c.kill();
-
-    // All the images given: one tree, one pipe between its processes.
-    let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
-    args.extend(images.iter().map(|i| i.display().to_string()));
-    c.spawn(args);
-    c.wait_connected(3, T);
-    let (_, queued) = consumer_reads(&mut c, 3);
-    assert!(queued > 0, "the producer fills the pipe again: {queued}");
-
-    c.checkpoint_all(3);
-    consumer_reads(&mut c, 2);
-    c.kill();
-
-    // No image given: the manifest's, all three.
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(3, T);
-    consumer_reads(&mut c, 3);
-
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(
-        c.wait_exit(T),
-        Some(0),
-        "the restart exits with the parent's status"
-    );
+    // Restarted from all the images given (one tree, one pipe between
+    // its processes), then from the manifest's, all three.
+    c.tree_story(3, T, |c, step| match step {
+        Step::RestartedFromImages => {
+            let (_, queued) = consumer_reads(c, 3);
+            assert!(queued > 0, "the producer fills the pipe again: {queued}");
+        }
+        Step::RestartedFromManifest => {
+            consumer_reads(c, 3);
+        }
+        Step::Checkpointed | Step::CheckpointedAgain => {
+            consumer_reads(c, 2);
+        }
+    });
+    c.verdict_ok(T);
 }
 
 /// The fast variant: the consumer reads without pausing, so the pipe is
@@ -89,38 +71,19 @@ fn a_pipe_between_two_processes_loses_and_doubles_nothing() {
 fn a_fast_pipeline_is_cut_at_one_moment_for_every_process() {
     let mut c = Computation::new("pipeline-fast");
     let stop = c.stop_file().display().to_string();
-    let prog = program("pipeline").display().to_string();
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        [
-            "launch",
-            "--quiet",
-            "--ckpt-dir",
-            &dir,
-            &prog,
-            &stop,
-            "fast",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    c.spawn_launch(&program("pipeline"), &[&stop, "fast"]);
     c.wait_connected(3, T);
     consumer_reads(&mut c, 1);
     for round in 1..=3 {
         let images = c.checkpoint_all(3);
         consumer_reads(&mut c, 1);
         c.kill();
-        let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
-        args.extend(images.iter().map(|i| i.display().to_string()));
-        c.spawn(args);
-        c.wait_connected(3, T);
+        c.restart_all(&images, 3, T);
         // The restored consumer checks every byte from where its image was.
         let (got, _) = consumer_reads(&mut c, 2);
         assert!(got > 0, "round {round}");
     }
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(c.wait_exit(T), Some(0));
+    c.verdict_ok(T);
 
     // Every generation passed the barrier: all suspended, then all
     // captured, in that order.

@@ -77,16 +77,6 @@ fn python() -> String {
     }
 }
 
-fn restart_from_manifest(c: &mut Computation) {
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(PROCESSES, T);
-}
-
 fn story(mut c: Computation) {
     let stop = c.stop_file().display().to_string();
     let script = c.dir.path().join("pool.py");
@@ -102,15 +92,13 @@ fn story(mut c: Computation) {
         c.checkpoint_all(PROCESSES);
         let before = wait_progress(&mut c, 2);
         c.kill();
-        restart_from_manifest(&mut c);
+        c.restart_manifest(PROCESSES, T);
         // The restored parent goes on from its image's count.
         let after = wait_progress(&mut c, 1);
         assert!(after <= before + 25, "round {round}: {before} → {after}");
         wait_progress(&mut c, 2);
     }
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(c.wait_exit(T), Some(0));
+    c.verdict_ok(T);
 }
 
 #[test]

@@ -48,13 +48,6 @@ fn all_tick(c: &mut Computation) -> BTreeMap<String, i32> {
     pids
 }
 
-fn restart_all(c: &mut Computation, images: &[std::path::PathBuf]) {
-    let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
-    args.extend(images.iter().map(|i| i.display().to_string()));
-    c.spawn(args);
-    c.wait_connected(PROCESSES, T);
-}
-
 fn story(mut c: Computation) {
     let stop = c.stop_file().display().to_string();
     c.launch_tree(&program("spawn"), &[&stop], PROCESSES);
@@ -71,31 +64,13 @@ fn story(mut c: Computation) {
     }
     assert_eq!(listing.matches("sh[").count(), 2, "{listing}");
 
-    let images = c.checkpoint_all(PROCESSES);
-    all_tick(&mut c);
-    c.kill();
-    restart_all(&mut c, &images);
-    assert_eq!(all_tick(&mut c), before, "same pids after the restart");
-
-    c.checkpoint_all(PROCESSES);
-    all_tick(&mut c);
-    c.kill();
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(PROCESSES, T);
-    assert_eq!(
-        all_tick(&mut c),
-        before,
-        "same pids after the second restart"
-    );
-
-    let v = c.verdict(T);
-    assert!(v.starts_with("VERDICT OK"), "{v}\n{}", c.diagnostics());
-    assert_eq!(c.wait_exit(T), Some(0));
+    c.tree_story(PROCESSES, T, |c, step| {
+        let now = all_tick(c);
+        if step.is_restart() {
+            assert_eq!(now, before, "same pids after {step}");
+        }
+    });
+    c.verdict_ok(T);
 }
 
 #[test]

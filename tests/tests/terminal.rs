@@ -9,131 +9,22 @@
 //! stdout was redirected to a file writes to that file again after a
 //! restart whose stdout is elsewhere.
 
-use ckpt_tests::{ckpt, program, Computation, Stdout, TempDir};
-use std::path::{Path, PathBuf};
+use ckpt_tests::{program, quote_path, Computation, Stdout, Tmux};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 
-/// A private tmux server (its own socket) with one window per step.
-struct Tmux {
-    sock: PathBuf,
-    _dir: TempDir,
+/// A new window `w` of the given size, running a shell.
+fn window(tmux: &Tmux, w: u32, rows: u16, cols: u16) {
+    tmux.window(w);
+    tmux.resize(w, rows, cols);
 }
 
-impl Tmux {
-    fn start(rows: u16, cols: u16) -> Tmux {
-        let dir = TempDir::new("tmux");
-        let t = Tmux {
-            sock: dir.path().join("sock"),
-            _dir: dir,
-        };
-        t.run(&[
-            "new-session",
-            "-d",
-            "-x",
-            &cols.to_string(),
-            "-y",
-            &rows.to_string(),
-            "env PS1='$ ' bash --norc --noprofile",
-        ]);
-        t
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.sock)
-            .args(args)
-            .output()
-            .expect("running tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A new window `w` of the given size, running a shell.
-    fn window(&self, w: u32, rows: u16, cols: u16) {
-        let target = format!("0:{w}");
-        self.run(&[
-            "new-window",
-            "-d",
-            "-t",
-            &target,
-            "env PS1='$ ' bash --norc --noprofile",
-        ]);
-        self.run(&[
-            "resize-window",
-            "-t",
-            &target,
-            "-x",
-            &cols.to_string(),
-            "-y",
-            &rows.to_string(),
-        ]);
-    }
-
-    /// Types `text` literally in window `w` (no Enter).
-    fn keys(&self, w: u32, text: &str) {
-        self.run(&["send-keys", "-t", &format!("0:{w}"), "-l", text]);
-    }
-
-    /// Presses a named key (Enter, C-c) in window `w`.
-    fn press(&self, w: u32, key: &str) {
-        self.run(&["send-keys", "-t", &format!("0:{w}"), key]);
-    }
-
-    fn screen(&self, w: u32) -> String {
-        self.run(&["capture-pane", "-p", "-J", "-t", &format!("0:{w}")])
-    }
-
-    /// Waits until a line of window `w` satisfies `pred`; returns it.
-    fn wait_line(&self, w: u32, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let screen = self.screen(w);
-            if let Some(l) = screen.lines().find(|l| pred(l)) {
-                return l.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "window {w}: no matching line within {timeout:?}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_for(&self, w: u32, text: &str) -> String {
-        self.wait_line(w, |l| l.contains(text), T)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.sock)
-            .arg("kill-server")
-            .status();
-    }
-}
-
-fn quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
-
-/// The shell line that sets the computation's environment, then `ckpt ARGS`.
-fn ckpt_line(c: &Computation, args: &str) -> String {
-    format!(
-        "export CKPT_TMPDIR={} CKPT_COORD_HOST=127.0.0.1 CKPT_COORD_PORT={}; {} {args}",
-        quote(&c.tmpdir),
-        c.port,
-        quote(&ckpt())
-    )
+/// Waits until a line of window `w` contains `text`.
+fn wait_for(tmux: &Tmux, w: u32, text: &str) -> String {
+    tmux.wait_line(w, |l| l.contains(text), T)
 }
 
 /// Waits until the coordinator sees no process.
@@ -143,50 +34,48 @@ fn wait_gone(c: &mut Computation) {
 
 /// Stops the restored process through the coordinator (exit 75).
 fn stop(c: &mut Computation, tmux: &Tmux, w: u32) {
-    let out = c.command(&["k"]);
-    assert!(out.status.success(), "ckpt command k: {out:?}");
-    wait_gone(c);
+    c.kill_through_coordinator(T);
     tmux.keys(w, "echo status=$?");
     tmux.press(w, "Enter");
-    tmux.wait_for(w, "status=75");
+    wait_for(tmux, w, "status=75");
 }
 
 fn inspect(image: &Path) -> String {
     ckpt_tests::inspect(image, &[])
 }
 
-fn has_tmux() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok()
-}
-
 /// Key `k` reached the program at once, in raw mode, in window `w`.
 fn key_is_raw(tmux: &Tmux, w: u32, k: char, rows: u16, cols: u16) {
     tmux.keys(w, &k.to_string());
-    let l = tmux.wait_for(w, &format!("key={k} "));
+    let l = wait_for(tmux, w, &format!("key={k} "));
     assert!(
         l.contains("raw=yes fg=yes icanon=0 echo=0 vmin=1 vtime=7"),
         "key {k}: {l}"
     );
     assert!(l.ends_with(&format!("rows={rows} cols={cols}")), "{l}");
     // The same answer through fd 3, its /dev/tty.
-    tmux.wait_for(w, &format!("fd3 key={k}"));
+    wait_for(tmux, w, &format!("fd3 key={k}"));
 }
 
 #[test]
 fn raw_terminal_program_through_tmux() {
-    if !has_tmux() {
+    if !Tmux::available() {
         eprintln!("skipped: tmux is not installed");
         return;
     }
     let mut c = Computation::new("rawtty");
     let prog = program("rawtty");
-    let tmux = Tmux::start(30, 100);
+    let tmux = Tmux::start("tmux", 30, 100);
 
     // Launched in window 0 (30x100), raw at once.
-    let launch = format!("--quiet --ckpt-dir {} {}", quote(&c.ckpt_dir), quote(&prog));
-    tmux.keys(0, &ckpt_line(&c, &format!("launch {launch}")));
+    let launch = format!(
+        "--quiet --ckpt-dir {} {}",
+        quote_path(&c.ckpt_dir),
+        quote_path(&prog)
+    );
+    tmux.keys(0, &c.ckpt_shell_line(&format!("launch {launch}")));
     tmux.press(0, "Enter");
-    let ready = tmux.wait_for(0, "ready pid=");
+    let ready = wait_for(&tmux, 0, "ready pid=");
     assert!(ready.contains("rows=30 cols=100"), "{ready}");
     c.wait_connected(1, T);
     key_is_raw(&tmux, 0, 'a', 30, 100);
@@ -217,14 +106,14 @@ fn raw_terminal_program_through_tmux() {
     wait_gone(&mut c);
 
     // Restarted in window 1 (25x90): prints there, raw, told of the size.
-    tmux.window(1, 25, 90);
+    window(&tmux, 1, 25, 90);
     tmux.keys(
         1,
-        &ckpt_line(&c, &format!("restart --quiet {}", quote(&first))),
+        &c.ckpt_shell_line(&format!("restart --quiet {}", quote_path(&first))),
     );
     tmux.press(1, "Enter");
     c.wait_connected(1, T);
-    tmux.wait_for(1, "winch rows=25 cols=90");
+    wait_for(&tmux, 1, "winch rows=25 cols=90");
     key_is_raw(&tmux, 1, 'x', 25, 90);
     key_is_raw(&tmux, 1, 'y', 25, 90);
     // Nothing of it went to the first window.
@@ -236,14 +125,14 @@ fn raw_terminal_program_through_tmux() {
     // in window 1 still ran `echo` (bash sets its own modes).
 
     // Restarted again in window 2 (24x80): keys, then its verdict.
-    tmux.window(2, 24, 80);
+    window(&tmux, 2, 24, 80);
     tmux.keys(
         2,
-        &ckpt_line(&c, &format!("restart --quiet {}", quote(&second))),
+        &c.ckpt_shell_line(&format!("restart --quiet {}", quote_path(&second))),
     );
     tmux.press(2, "Enter");
     c.wait_connected(1, T);
-    tmux.wait_for(2, "winch rows=24 cols=80");
+    wait_for(&tmux, 2, "winch rows=24 cols=80");
     key_is_raw(&tmux, 2, 'z', 24, 80);
     tmux.keys(2, "q");
     let v = tmux.wait_line(2, |l| l.starts_with("VERDICT"), T);
@@ -251,14 +140,14 @@ fn raw_terminal_program_through_tmux() {
     wait_gone(&mut c);
     tmux.keys(2, "echo status=$?");
     tmux.press(2, "Enter");
-    tmux.wait_for(2, "status=0");
+    wait_for(&tmux, 2, "status=0");
 
     // A last restart of the same image in window 3: ^C reaches the
     // program, the terminal's foreground job, and the restart ends with it.
-    tmux.window(3, 24, 80);
+    window(&tmux, 3, 24, 80);
     tmux.keys(
         3,
-        &ckpt_line(&c, &format!("restart --quiet {}", quote(&second))),
+        &c.ckpt_shell_line(&format!("restart --quiet {}", quote_path(&second))),
     );
     tmux.press(3, "Enter");
     c.wait_connected(1, T);
@@ -267,7 +156,7 @@ fn raw_terminal_program_through_tmux() {
     wait_gone(&mut c);
     tmux.keys(3, "echo status=$?");
     tmux.press(3, "Enter");
-    tmux.wait_for(3, "status=130");
+    wait_for(&tmux, 3, "status=130");
 }
 
 fn pts(line: &str) -> String {

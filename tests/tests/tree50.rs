@@ -22,29 +22,10 @@ fn a_tree_of_fifty_processes_checkpoints_and_restarts() {
     let stop = c.stop_file().display().to_string();
     c.launch_tree(&program("tree50"), &[&stop], N);
     c.wait_lines(2, is_tick, T);
-
-    let images = c.checkpoint_all(N);
-    c.wait_lines(1, is_tick, T);
-    c.kill();
-    let mut args: Vec<String> = ["restart", "--quiet"].map(String::from).to_vec();
-    args.extend(images.iter().map(|i| i.display().to_string()));
-    c.spawn(args);
-    c.wait_connected(N, T);
-    c.wait_lines(2, is_tick, T);
-
-    c.checkpoint_all(N);
-    c.wait_lines(1, is_tick, T);
-    c.kill();
-    let dir = c.ckpt_dir.display().to_string();
-    c.spawn(
-        ["restart", "--quiet", "--ckpt-dir", &dir]
-            .map(String::from)
-            .to_vec(),
-    );
-    c.wait_connected(N, T);
-    c.wait_lines(2, is_tick, T);
-
-    let v = c.verdict(T);
+    c.tree_story(N, T, |c, step| {
+        let ticks = if step.is_restart() { 2 } else { 1 };
+        c.wait_lines(ticks, is_tick, T);
+    });
+    let v = c.verdict_ok(T);
     assert_eq!(v, "VERDICT OK 49 descendants", "{}", c.diagnostics());
-    assert_eq!(c.wait_exit(T), Some(0));
 }
