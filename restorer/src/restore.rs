@@ -174,7 +174,7 @@ pub fn preflight(img: &Image) -> Result<(), String> {
         }
         if let (RegionKind::File, Some(b)) = (r.kind, &r.backing) {
             if b.storage == FileStorage::ByReference {
-                open_backing(r).map(|fd| {
+                open_backing(r, img.path.parent()).map(|fd| {
                     // SAFETY: closing the fd we just opened.
                     unsafe { libc::close(fd) }
                 })?;
@@ -185,22 +185,40 @@ pub fn preflight(img: &Image) -> Result<(), String> {
 }
 
 /// Opens a region's backing file and checks it is the file of the image.
-fn open_backing(r: &Region) -> Result<i32, String> {
+fn open_backing(r: &Region, img_dir: Option<&std::path::Path>) -> Result<i32, String> {
     let b = r.backing.as_ref().ok_or("no backing file")?;
-    let path = std::ffi::OsStr::from_bytes(&b.file.path);
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&b.file.path));
+    // The writer's copy of its own library (writer capture.rs,
+    // own_library_copy): written once, never changed, named after the
+    // build it copies. Found beside the image when it is not where it was
+    // (the images were moved or copied to another host), and judged by
+    // its size: a copy has another inode and mtime.
+    let own_copy = path
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b"ckpt_writer-"));
+    let beside = img_dir.zip(path.file_name()).map(|(d, n)| d.join(n));
+    let path = match beside {
+        Some(p) if own_copy && !path.exists() => p,
+        _ => path.to_path_buf(),
+    };
     let name = path.to_string_lossy();
     let write = r.shared && r.prot.0 & 2 != 0;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(write)
-        .open(path)
+        .open(&path)
         .map_err(|e| format!("backing file {name} of region {:#x}: {e}", r.start.0))?;
     let m = f.metadata().map_err(|e| format!("{name}: {e}"))?;
     let mtime = m.mtime() * 1_000_000_000 + m.mtime_nsec();
     // A shared mapping's writes change the file's size and mtime: only
     // its identity is checked (spec §4.4, shared regions).
-    let changed = !r.shared && (m.size() != b.file.size || mtime != b.file.mtime_ns);
-    if m.ino() != b.file.inode || changed {
+    let changed = if own_copy {
+        m.size() != b.file.size
+    } else {
+        m.ino() != b.file.inode
+            || (!r.shared && (m.size() != b.file.size || mtime != b.file.mtime_ns))
+    };
+    if changed {
         return Err(format!(
             "backing file {name} changed since the checkpoint (inode {} size {} mtime {} now, {} {} {} in the image)",
             m.ino(),
@@ -400,7 +418,7 @@ fn prepare(img: &Image, opts: &Options, settings: &Settings) -> Result<Go, Strin
             RegionKind::Vdso | RegionKind::Vvar | RegionKind::VvarVclock if matched => {
                 Place::KernelVdso
             }
-            RegionKind::File if r.backing.is_some() => match open_backing(r) {
+            RegionKind::File if r.backing.is_some() => match open_backing(r, img.path.parent()) {
                 Ok(fd) => Place::File {
                     fd,
                     copies: Vec::new(),

@@ -232,6 +232,14 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) ->
         return Outcome::Failed("test fault (CKPT_TEST_FAIL_CAPTURE): threads not stopped".into());
     }
     crate::ensure_workers();
+    let dir = if req.dir.is_empty() {
+        config::get().dir
+    } else {
+        req.dir.clone()
+    };
+    let copy = capture::own_library_copy(&dir);
+    // SAFETY: only the checkpoint thread uses OWN_COPY (here and write_to).
+    unsafe { *OWN_COPY.0.get() = copy };
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
         return Outcome::Failed(e);
@@ -364,6 +372,13 @@ extern "C" fn wait_for_sync() {
         sys::futex_wait(&SYNCING, me, 50);
     }
 }
+
+/// The copy of the writer library this checkpoint's images refer to
+/// (`capture::own_library_copy`), set before the threads are suspended.
+struct OwnCopy(std::cell::UnsafeCell<Option<FileIdentity>>);
+// SAFETY: only the checkpoint thread touches it (run, write_to).
+unsafe impl Sync for OwnCopy {}
+static OWN_COPY: OwnCopy = OwnCopy(std::cell::UnsafeCell::new(None));
 
 /// Each slot's thread name (`comm`) at the last checkpoint, in our own
 /// memory, so a restored process gets its names back: its threads are
@@ -661,7 +676,12 @@ fn write_to(
         return Err(e);
     }
     let threads = thread_records(pid);
-    let mut regions = capture::plan_regions(&[alloc::scratch_range(), cache::range()], MAX_CHUNK);
+    let mut regions = capture::plan_regions(
+        &[alloc::scratch_range(), cache::range()],
+        MAX_CHUNK,
+        // SAFETY: see OWN_COPY.
+        unsafe { (*OWN_COPY.0.get()).as_ref() },
+    );
     let shared = capture::shared_memory(&mut regions, MAX_CHUNK);
     let sysv = capture::sysv_ipc(&shared);
     let vdso = regions

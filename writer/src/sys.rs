@@ -509,3 +509,10 @@ pub fn open_log_file(path: &std::ffi::CStr) -> i32 {
     }
     to_high_fd(fd)
 }
+
+/// Waits for an exclusive flock on `f` (released when it is closed).
+pub fn flock_exclusive(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on an fd the caller owns.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+}
