@@ -848,7 +848,40 @@ pub struct Rlimit {
     pub max: u64,
 }
 
+impl FdEntry {
+    /// An `ofd_id` of the computation (spec §4.5): bit 63 set, then the
+    /// virtual pid and the fd number of the description's first holder.
+    pub fn computation_ofd_id(pid: i32, fd: i32) -> u64 {
+        1 << 63 | (pid as u32 as u64 & 0x7fff_ffff) << 32 | fd as u32 as u64
+    }
+
+    /// Whether this entry's `ofd_id` is one of the computation (bit 63,
+    /// spec §4.5), which joins descriptors across the images of one
+    /// generation; other ids are unique within their image only.
+    pub fn ofd_id_is_computation_wide(&self) -> bool {
+        self.ofd_id >> 63 == 1
+    }
+}
+
 impl FdKind {
+    /// Whether a restart opens a description of this kind once for every
+    /// process of the computation that holds it (the writer looks for the
+    /// description's first holder among its peers, the restorer opens it
+    /// before forking the tree). Pipes and FIFOs are joined by their
+    /// object instead; terminals, sockets and epoll are each process's.
+    pub fn shared_across_processes(&self) -> bool {
+        matches!(
+            self,
+            FdKind::RegularFile { .. }
+                | FdKind::Directory { .. }
+                | FdKind::Device { .. }
+                | FdKind::EventFd { .. }
+                | FdKind::SignalFd { .. }
+                | FdKind::TimerFd { .. }
+                | FdKind::Inotify { .. }
+        )
+    }
+
     /// The lowest format minor version that can express this kind's fields.
     pub fn min_minor(&self) -> u16 {
         match self {

@@ -270,11 +270,11 @@ pub(crate) fn shared_fifo_plan<'a>(entries: &[(i32, &'a FdEntry)]) -> Vec<(&'a [
         .collect()
 }
 
-/// Opens every FIFO that several processes of the tree hold once, at a
-/// number above every image's fds, and writes its buffered bytes back
-/// once, for the whole tree to inherit. Returns the descriptors made.
-pub fn share_fifos(imgs: &[Image]) -> Result<Vec<i32>> {
-    let entries: Vec<(i32, &FdEntry)> = imgs
+/// Every fd of every image that is restored here, as (pid, entry), and
+/// the scratch numbers for what is opened once for the whole tree: above
+/// every image's fds, so that no process's own fd lands on one.
+fn tree_fds(imgs: &[Image]) -> (Vec<(i32, &FdEntry)>, Temps) {
+    let entries = imgs
         .iter()
         .flat_map(|i| {
             i.fds
@@ -288,10 +288,18 @@ pub fn share_fifos(imgs: &[Image]) -> Result<Vec<i32>> {
         .flat_map(|i| i.fds.iter().map(|e| e.fd.0))
         .max()
         .unwrap_or(2);
-    let mut temps = Temps {
+    let temps = Temps {
         fds: Vec::new(),
         base: top + 1,
     };
+    (entries, temps)
+}
+
+/// Opens every FIFO that several processes of the tree hold once, at a
+/// number above every image's fds, and writes its buffered bytes back
+/// once, for the whole tree to inherit. Returns the descriptors made.
+pub fn share_fifos(imgs: &[Image]) -> Result<Vec<i32>> {
+    let (entries, mut temps) = tree_fds(imgs);
     let mut made: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
     for (path, pid) in shared_fifo_plan(&entries) {
         let holders: Vec<String> = entries
@@ -340,27 +348,6 @@ fn shared_ofds() -> Option<&'static BTreeMap<u64, i32>> {
     SHARED_OFDS.get()
 }
 
-/// Whether `ofd_id` names a description across the images of the
-/// computation (spec §4.5: bit 63; older writers made ids unique within
-/// one image only, and such ids are never joined across images).
-fn computation_wide(ofd_id: u64) -> bool {
-    ofd_id >> 63 == 1
-}
-
-/// Kinds whose description can be opened once for several processes.
-fn shareable(k: &FdKind) -> bool {
-    matches!(
-        k,
-        FdKind::RegularFile { .. }
-            | FdKind::Directory { .. }
-            | FdKind::Device { .. }
-            | FdKind::EventFd { .. }
-            | FdKind::SignalFd { .. }
-            | FdKind::TimerFd { .. }
-            | FdKind::Inotify { .. }
-    )
-}
-
 /// The descriptions to open once: each computation-wide `ofd_id` of a
 /// shareable kind that two processes or more hold, with the (pid, entry)
 /// it is opened from (the lowest pid's lowest fd), in id order. `entries`:
@@ -370,7 +357,9 @@ pub(crate) fn shared_descriptions<'a>(
 ) -> Vec<(u64, i32, &'a FdEntry)> {
     let mut by_id: BTreeMap<u64, Vec<(i32, &FdEntry)>> = BTreeMap::new();
     for &(pid, e) in entries {
-        if computation_wide(e.ofd_id) && shareable(&e.kind) {
+        // Older writers made ids unique within one image only: never
+        // joined across images.
+        if e.ofd_id_is_computation_wide() && e.kind.shared_across_processes() {
             by_id.entry(e.ofd_id).or_default().push((pid, e));
         }
     }
@@ -400,24 +389,7 @@ pub(crate) fn shared_descriptions<'a>(
 /// here is left to each process (which reports the failure, or keeps
 /// the restart's own fd 0-2). Returns the descriptors made.
 pub fn share_descriptions(imgs: &[Image]) -> Vec<i32> {
-    let entries: Vec<(i32, &FdEntry)> = imgs
-        .iter()
-        .flat_map(|i| {
-            i.fds
-                .iter()
-                .filter(|e| restored_here(e, i))
-                .map(|e| (i.process.pid.0, e))
-        })
-        .collect();
-    let top = imgs
-        .iter()
-        .flat_map(|i| i.fds.iter().map(|e| e.fd.0))
-        .max()
-        .unwrap_or(2);
-    let mut temps = Temps {
-        fds: Vec::new(),
-        base: top + 1,
-    };
+    let (entries, mut temps) = tree_fds(imgs);
     let mut made: BTreeMap<u64, i32> = BTreeMap::new();
     for (id, pid, e) in shared_descriptions(&entries) {
         let n = e.fd.0;

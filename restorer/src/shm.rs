@@ -190,18 +190,10 @@ fn gather_sysv(imgs: &[Image], objects: &BTreeMap<Key, Object>) -> Result<(), St
             ));
         }
         let pieces = contents.entry(shmid).or_default();
-        for &(i, r, off) in &o.maps {
-            let img = &imgs[i];
-            let start = img.regions[r].start.0;
-            for (c, meta) in img.chunks.iter().enumerate() {
-                if meta.region as usize != r {
-                    continue;
-                }
-                let mut buf = vec![0u8; (meta.pages as u64 * PAGE) as usize];
-                img.read_chunk(c, &mut buf)?;
-                pieces.push((off + (meta.addr.0 - start), buf));
-            }
-        }
+        stored_pages(imgs, o, |at, buf| {
+            pieces.push((at, buf));
+            Ok(())
+        })?;
     }
     let _ = SYSV.set(SysvPlan { ipc, contents });
     Ok(())
@@ -317,6 +309,28 @@ fn make(imgs: &[Image], o: &Object, base: i32) -> Result<i32, String> {
     Ok(fd)
 }
 
+/// Reads every page chunk the images store for the regions that map `o`
+/// and hands it to `each` with its offset in the object.
+fn stored_pages(
+    imgs: &[Image],
+    o: &Object,
+    mut each: impl FnMut(u64, Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    for &(i, r, off) in &o.maps {
+        let img = &imgs[i];
+        let start = img.regions[r].start.0;
+        for (c, meta) in img.chunks.iter().enumerate() {
+            if meta.region as usize != r {
+                continue;
+            }
+            let mut buf = vec![0u8; (meta.pages as u64 * PAGE) as usize];
+            img.read_chunk(c, &mut buf)?;
+            each(off + (meta.addr.0 - start), buf)?;
+        }
+    }
+    Ok(())
+}
+
 /// Sizes the object and writes every stored page of it; the rest of what
 /// the regions map reads as zero (a POSIX shm file keeps the bytes no
 /// region maps).
@@ -333,20 +347,11 @@ fn fill(imgs: &[Image], o: &Object, fd: i32) -> Result<(), String> {
         }
     }
     let mut pages = 0u64;
-    for &(i, r, off) in &o.maps {
-        let img = &imgs[i];
-        let start = img.regions[r].start.0;
-        for (c, meta) in img.chunks.iter().enumerate() {
-            if meta.region as usize != r {
-                continue;
-            }
-            let mut buf = vec![0u8; (meta.pages as u64 * PAGE) as usize];
-            img.read_chunk(c, &mut buf)?;
-            sys::shm::pwrite_all(fd, &buf, off + (meta.addr.0 - start))
-                .map_err(|e| io("writing its pages", e))?;
-            pages += meta.pages as u64;
-        }
-    }
+    stored_pages(imgs, o, |at, buf| {
+        sys::shm::pwrite_all(fd, &buf, at).map_err(|e| io("writing its pages", e))?;
+        pages += buf.len() as u64 / PAGE;
+        Ok(())
+    })?;
     log::info(&format!(
         "shared memory {} ({:?}): {} bytes, {} regions map it, {pages} pages stored",
         String::from_utf8_lossy(&o.name),

@@ -930,14 +930,7 @@ fn stopped_here(st: &State) -> BTreeSet<u64> {
 
 /// SIGCONT to `pid` if it is stopped (state T of /proc/PID/stat).
 fn continue_if_stopped(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .iter()
-        .rposition(|&b| b == b')')
-        .and_then(|i| stat.get(i + 2));
-    state == Some(&b'T') && crate::sys::kill(pid, libc::SIGCONT)
+    proc_state(pid) == Some(b'T') && crate::sys::kill(pid, libc::SIGCONT)
 }
 
 /// A helper's answer to `Continue`: the members it continued are told
@@ -979,6 +972,14 @@ fn barrier_leave(sh: &Shared, st: &mut State, id: u64) {
     advance_barrier(sh, st);
 }
 
+/// `program[vpid]` of worker `id`, for messages (`worker ID` once gone).
+fn worker_name(workers: &BTreeMap<u64, Worker>, id: u64) -> String {
+    workers
+        .get(&id)
+        .map(|w| format!("{}[{}]", w.info.program, w.info.vpid))
+        .unwrap_or_else(|| format!("worker {id}"))
+}
+
 /// The suspend phase took too long: the members not suspended yet count
 /// as failed, and every member is told to resume.
 fn barrier_timeout(sh: &Shared, st: &mut State) {
@@ -996,11 +997,7 @@ fn barrier_timeout(sh: &Shared, st: &mut State) {
         b.left.remove(&id);
         b.members.remove(&id);
         p.waiting.remove(&id);
-        let who = st
-            .workers
-            .get(&id)
-            .map(|w| format!("{}[{}]", w.info.program, w.info.vpid))
-            .unwrap_or_else(|| format!("worker {id}"));
+        let who = worker_name(&st.workers, id);
         p.failures.push(format!(
             "{who} (joined late) did not suspend within {} s",
             SUSPEND_TIMEOUT.as_secs()
@@ -1011,11 +1008,7 @@ fn barrier_timeout(sh: &Shared, st: &mut State) {
     }
     for id in std::mem::take(&mut b.left) {
         p.waiting.remove(&id);
-        let who = st
-            .workers
-            .get(&id)
-            .map(|w| format!("{}[{}]", w.info.program, w.info.vpid))
-            .unwrap_or_else(|| format!("worker {id}"));
+        let who = worker_name(&st.workers, id);
         p.failures.push(format!(
             "{who} did not suspend within {} s",
             SUSPEND_TIMEOUT.as_secs()

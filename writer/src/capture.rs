@@ -613,12 +613,10 @@ pub fn process(restart_info_addr: u64) -> Process {
     }
 }
 
-/// This process's children that have exited but are not yet reaped
-/// (state `Z`), with the wait status the kernel keeps for them (field 52,
-/// `exit_code`, of `/proc/PID/stat`), in pid order. Children are listed
-/// per thread (the thread that forked them), so every thread's
-/// `children` file is read.
-pub fn zombies() -> Vec<Zombie> {
+/// This process's children (live, stopped or zombies), in pid order.
+/// Children are listed per thread (the thread that forked them), so
+/// every thread's `children` file is read.
+pub fn children() -> Vec<i32> {
     let mut pids = Vec::new();
     // getdents64, not read_dir: libc's opendir would call the program's
     // malloc during a checkpoint.
@@ -632,7 +630,15 @@ pub fn zombies() -> Vec<Zombie> {
     }
     pids.sort_unstable();
     pids.dedup();
-    pids.into_iter()
+    pids
+}
+
+/// This process's children that have exited but are not yet reaped
+/// (state `Z`), with the wait status the kernel keeps for them (field 52,
+/// `exit_code`, of `/proc/PID/stat`), in pid order.
+pub fn zombies() -> Vec<Zombie> {
+    children()
+        .into_iter()
         .filter_map(|pid| {
             let s = read_file(&format!("/proc/{pid}/stat"));
             let close = s.iter().rposition(|&b| b == b')')?;

@@ -170,18 +170,8 @@ pub struct Outsider {
 /// /proc at checkpoint time, while every process of the computation is
 /// stopped), in pid order.
 pub fn outsiders() -> Vec<Outsider> {
-    let mut pids = Vec::new();
-    for tid in crate::sys::numeric_entries(c"/proc/self/task") {
-        let list =
-            std::fs::read_to_string(format!("/proc/self/task/{tid}/children")).unwrap_or_default();
-        pids.extend(
-            list.split_whitespace()
-                .filter_map(|w| w.parse::<i32>().ok()),
-        );
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    pids.into_iter()
+    crate::capture::children()
+        .into_iter()
         .filter_map(|pid| {
             let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
             let close = stat.iter().rposition(|&b| b == b')')?;

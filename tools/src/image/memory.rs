@@ -48,16 +48,22 @@ pub fn reference(r: &Region) -> Option<&FileIdentity> {
         .map(|b| &b.file)
 }
 
+/// The PAGES chunks of region `i` of `img`, in address order.
+pub fn region_chunks(img: &MappedImage, i: usize) -> Vec<&ChunkRef> {
+    let mut chunks: Vec<&ChunkRef> = img
+        .chunks()
+        .iter()
+        .filter(|c| c.meta.region as usize == i)
+        .collect();
+    chunks.sort_by_key(|c| c.meta.addr);
+    chunks
+}
+
 impl<'a> RegionMemory<'a> {
     /// Region `i` of `img`; opens its by-reference file when identical.
     pub fn new(img: &'a MappedImage, i: usize) -> Self {
         let region = &img.regions()[i];
-        let mut chunks: Vec<&ChunkRef> = img
-            .chunks()
-            .iter()
-            .filter(|c| c.meta.region as usize == i)
-            .collect();
-        chunks.sort_by_key(|c| c.meta.addr);
+        let chunks = region_chunks(img, i);
         let (file, file_problem) = match reference(region) {
             None => (None, None),
             Some(id) => match open_identical(id) {

@@ -12,7 +12,7 @@ use super::progress::Progress;
 use anyhow::{bail, Context};
 use ckpt_format::raw::{self, RecordHeader, FLAG_SAFE_TO_COPY};
 use ckpt_format::{
-    validate_bytes, Addr, ChunkEncoding, ChunkMeta, ChunkRef, EncodedChunk, Encoder, FileIdentity,
+    validate_bytes, Addr, ChunkEncoding, ChunkMeta, EncodedChunk, Encoder, FileIdentity,
     FileStorage, MappedImage, Region, MAX_CHUNK_BYTES, MAX_CHUNK_PAGES,
 };
 use serde::Serialize;
@@ -385,12 +385,7 @@ pub fn repack<W: Write>(
     let mut buf = Vec::new();
     let mut page = vec![0u8; ps as usize];
     for (i, r) in img.regions().iter().enumerate() {
-        let mut chunks: Vec<&ChunkRef> = img
-            .chunks()
-            .iter()
-            .filter(|c| c.meta.region as usize == i)
-            .collect();
-        chunks.sort_by_key(|c| c.meta.addr);
+        let chunks = super::memory::region_chunks(img, i);
         let mode = &modes[i];
         let mut ch = Chunker {
             enc: &mut enc,

@@ -304,27 +304,6 @@ impl Peers {
     }
 }
 
-/// Kinds whose open file description a restart opens once for every
-/// process of the tree that holds it (restorer/src/fds.rs).
-fn shared_across_processes(k: &FdKind) -> bool {
-    matches!(
-        k,
-        FdKind::RegularFile { .. }
-            | FdKind::Directory { .. }
-            | FdKind::Device { .. }
-            | FdKind::EventFd { .. }
-            | FdKind::SignalFd { .. }
-            | FdKind::TimerFd { .. }
-            | FdKind::Inotify { .. }
-    )
-}
-
-/// An id of the computation (spec §4.5): bit 63 set, then the virtual
-/// pid and fd number of the description's first holder.
-fn ofd_key(pid: i32, fd: i32) -> u64 {
-    1 << 63 | (pid as u32 as u64 & 0x7fff_ffff) << 32 | fd as u32 as u64
-}
-
 /// Descriptors that share an open file description (dup, fork,
 /// SCM_RIGHTS) get one id in every image of the computation: that of
 /// its first holder, the lowest pid (then fd) among this process and the
@@ -339,12 +318,12 @@ fn ofd_id(seen: &[Seen], i: usize, earlier: &[FdEntry], kind: &FdKind, peers: &m
             return earlier[j].ofd_id;
         }
     }
-    if shared_across_processes(kind) {
+    if kind.shared_across_processes() {
         if let Some((pid, fd)) = peers.first_holder(s.fd) {
-            return ofd_key(pid, fd);
+            return FdEntry::computation_ofd_id(pid, fd);
         }
     }
-    ofd_key(peers.me, s.fd)
+    FdEntry::computation_ofd_id(peers.me, s.fd)
 }
 
 fn kind_of(
