@@ -10,52 +10,20 @@
 //! records lost or doubled across a restart fail it. Every process that
 //! holds the FIFO stores its bytes in its image; one copy must go back.
 
-use ckpt_tests::{program, Computation, Step};
+use ckpt_tests::{consumer, program, Computation};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
-
-/// A parsed `tick consumer got=<records> queued=<bytes>` line.
-fn consumer_tick(line: &str) -> Option<(u64, i64)> {
-    let rest = line.strip_prefix("tick consumer got=")?;
-    let (got, queued) = rest.split_once(" queued=")?;
-    Some((got.parse().ok()?, queued.trim().parse().ok()?))
-}
-
-/// Waits for `n` consumer ticks; returns the last (got, queued).
-fn consumer_reads(c: &mut Computation, n: usize) -> (u64, i64) {
-    let mut last = (0, 0);
-    for _ in 0..n {
-        let line = c.wait_for_line(
-            |l| consumer_tick(l).is_some() || l.starts_with("VERDICT"),
-            T,
-        );
-        assert!(!line.starts_with("VERDICT"), "{line}\n{}", c.diagnostics());
-        last = consumer_tick(&line).unwrap();
-    }
-    last
-}
 
 fn story(c: &mut Computation, shape: &str) {
     let stop = c.stop_file().display().to_string();
     let fifo = c.dir.path().join("records.fifo").display().to_string();
     let n = if shape == "siblings" { 3 } else { 2 };
     c.launch_tree(&program("fifotree"), &[&stop, &fifo, shape], n);
-    let (_, queued) = consumer_reads(c, 3);
+    let (_, queued) = consumer::reads(c, 3, T);
     assert!(queued > 0, "records are waiting in the FIFO: {queued}");
 
-    c.tree_story(n, T, |c, step| match step {
-        Step::RestartedFromImages => {
-            let (_, queued) = consumer_reads(c, 3);
-            assert!(queued > 0, "the producer fills the FIFO again: {queued}");
-        }
-        Step::RestartedFromManifest => {
-            consumer_reads(c, 3);
-        }
-        Step::Checkpointed | Step::CheckpointedAgain => {
-            consumer_reads(c, 2);
-        }
-    });
+    c.tree_story(n, T, |c, step| consumer::goes_on(c, step, "FIFO", T));
     c.verdict_ok(T);
 }
 

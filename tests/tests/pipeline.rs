@@ -8,27 +8,14 @@
 //! and the parent, reading the consumer's count on a second pipe, would
 //! never see its end-of-file).
 
-use ckpt_tests::{program, Computation, Step};
+use ckpt_tests::{consumer, program, Computation};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-/// A parsed `tick consumer got=<bytes> queued=<bytes>` line.
-fn consumer_tick(line: &str) -> Option<(u64, i64)> {
-    let rest = line.strip_prefix("tick consumer got=")?;
-    let (got, queued) = rest.split_once(" queued=")?;
-    Some((got.parse().ok()?, queued.trim().parse().ok()?))
-}
-
 /// Waits for `n` consumer ticks; returns the last (got, queued).
 fn consumer_reads(c: &mut Computation, n: usize) -> (u64, i64) {
-    let mut last = (0, 0);
-    for _ in 0..n {
-        let line = c.wait_for_line(|l| consumer_tick(l).is_some(), T);
-        assert!(!line.starts_with("VERDICT"), "{line}");
-        last = consumer_tick(&line).unwrap();
-    }
-    last
+    consumer::reads(c, n, T)
 }
 
 #[test]
@@ -42,18 +29,7 @@ fn a_pipe_between_two_processes_loses_and_doubles_nothing() {
 
     // Restarted from all the images given (one tree, one pipe between
     // its processes), then from the manifest's, all three.
-    c.tree_story(3, T, |c, step| match step {
-        Step::RestartedFromImages => {
-            let (_, queued) = consumer_reads(c, 3);
-            assert!(queued > 0, "the producer fills the pipe again: {queued}");
-        }
-        Step::RestartedFromManifest => {
-            consumer_reads(c, 3);
-        }
-        Step::Checkpointed | Step::CheckpointedAgain => {
-            consumer_reads(c, 2);
-        }
-    });
+    c.tree_story(3, T, |c, step| consumer::goes_on(c, step, "pipe", T));
     c.verdict_ok(T);
 }
 

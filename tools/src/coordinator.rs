@@ -662,16 +662,19 @@ fn barrier_reached(sh: &Shared, st: &mut State, id: u64, generation: u64, write:
         return;
     }
     let want = if write { Phase::Write } else { Phase::Suspend };
-    if let Some(b) = st
-        .pending
-        .as_mut()
-        .filter(|p| p.generation == generation)
-        .and_then(|p| p.barrier.as_mut())
-        .filter(|b| b.phase == want)
-    {
+    if let Some(b) = barrier_of(&mut st.pending, generation).filter(|b| b.phase == want) {
         b.left.remove(&id);
     }
     advance_barrier(sh, st);
+}
+
+/// The barrier of the pending checkpoint if it is of `generation` (an
+/// answer to an older one finds none).
+fn barrier_of(pending: &mut Option<Pending>, generation: u64) -> Option<&mut Barrier> {
+    pending
+        .as_mut()
+        .filter(|p| p.generation == generation)
+        .and_then(|p| p.barrier.as_mut())
 }
 
 /// A late member (joined in the write phase) is suspended: it writes
@@ -680,12 +683,7 @@ fn late_suspended(st: &mut State, id: u64, generation: u64) -> bool {
     let State {
         pending, workers, ..
     } = st;
-    let Some(b) = pending
-        .as_mut()
-        .filter(|p| p.generation == generation)
-        .and_then(|p| p.barrier.as_mut())
-        .filter(|b| b.phase == Phase::Write)
-    else {
+    let Some(b) = barrier_of(pending, generation).filter(|b| b.phase == Phase::Write) else {
         return false;
     };
     if b.late.remove(&id).is_none() {
@@ -939,11 +937,7 @@ fn stopped_continued(sh: &Shared, st: &mut State, host: &str, generation: u64, p
     let State {
         pending, workers, ..
     } = st;
-    let Some(b) = pending
-        .as_mut()
-        .filter(|p| p.generation == generation)
-        .and_then(|p| p.barrier.as_mut())
-    else {
+    let Some(b) = barrier_of(pending, generation) else {
         return;
     };
     for w in workers

@@ -2,21 +2,12 @@
 //! released format version (spec/golden/), as insta snapshots: a change in
 //! what the tools print for a golden image shows up in review.
 
+mod common;
+
 use ckpt_format::MappedImage;
 use ckpt_tools::image::{extract, inspect, validate};
+use common::goldens;
 use std::path::PathBuf;
-
-fn goldens() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/golden");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no golden images in {}", dir.display());
-    v
-}
 
 fn stem(p: &std::path::Path) -> String {
     p.file_stem().unwrap().to_string_lossy().replace('.', "_")

@@ -3,23 +3,13 @@
 //! and check-host have theirs in golden_inspect.rs, diff.rs and
 //! check_host.rs), and the layout of the core file they give.
 
+mod common;
+
 use ckpt_format::MappedImage;
 use ckpt_tools::image::repack::{self, Compression, RepackOptions};
 use ckpt_tools::image::{core, extract};
+use common::goldens;
 use std::fmt::Write;
-use std::path::PathBuf;
-
-fn goldens() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/golden");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty());
-    v
-}
 
 fn stem(p: &std::path::Path) -> String {
     p.file_stem().unwrap().to_string_lossy().replace('.', "_")

@@ -1,7 +1,10 @@
 //! `ckpt image extract --range/--name` and `ckpt image validate` (files and
 //! `-`), run as the user runs them: the `ckpt` binary on the golden images.
 
+mod common;
+
 use ckpt_format::{ChunkRef, MappedImage, RecordKind};
+use common::goldens;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -10,18 +13,6 @@ fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../spec/golden")
         .join(name)
-}
-
-fn goldens() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/golden");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty());
-    v
 }
 
 fn ckpt(args: &[&str], stdin: &[u8]) -> Output {

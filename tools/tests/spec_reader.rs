@@ -3,8 +3,11 @@
 //! image, and what it decodes is what ckpt-format decodes, field for field.
 //! It also refuses what ckpt-format refuses: corrupted and truncated goldens.
 
+mod common;
+
 use ckpt_format::raw::{self, Trailer};
 use ckpt_format::{FdEntry, FdKind, MappedImage, RecordKind, Region, RegionKind, TimerValue};
+use common::goldens;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,18 +15,6 @@ use std::process::{Command, Output, Stdio};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn goldens() -> Vec<PathBuf> {
-    let dir = root().join("spec/golden");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no golden images in {}", dir.display());
-    v
 }
 
 /// Runs `python3 spec/reader.py ARG` with `stdin` as its input; `None` when
