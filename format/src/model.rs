@@ -867,13 +867,16 @@ impl FdKind {
     /// Whether a restart opens a description of this kind once for every
     /// process of the computation that holds it (the writer looks for the
     /// description's first holder among its peers, the restorer opens it
-    /// before forking the tree). Pipes and FIFOs are joined by their
-    /// object instead; terminals, sockets and epoll are each process's.
+    /// before forking the tree). A FIFO's description is opened once too
+    /// (its bytes go back once, through one holder per path); pipes are
+    /// joined by their object; terminals, sockets and epoll are each
+    /// process's.
     pub fn shared_across_processes(&self) -> bool {
         matches!(
             self,
             FdKind::RegularFile { .. }
                 | FdKind::Directory { .. }
+                | FdKind::Fifo { .. }
                 | FdKind::Device { .. }
                 | FdKind::EventFd { .. }
                 | FdKind::SignalFd { .. }

@@ -383,7 +383,9 @@ pub(crate) fn shared_descriptions<'a>(
 }
 
 /// Opens every open file description that several processes of the
-/// tree share once, with its offset and status flags, at a number above
+/// tree share once (a FIFO's after `share_fifos`, whose holder keeps a
+/// reader for a write-only open and holds its bytes), with its offset
+/// and status flags, at a number above
 /// every image's fds, for the whole tree to inherit (each process puts
 /// it on its own numbers and closes the rest). One that cannot be opened
 /// here is left to each process (which reports the failure, or keeps
@@ -1100,5 +1102,20 @@ mod tests {
         let entries = [(12, &a), (12, &b), (11, &c), (12, &d), (12, &e)];
         let plan = shared_fifo_plan(&entries);
         assert_eq!(plan, vec![(&b"/t/q"[..], 11)]);
+    }
+
+    #[test]
+    fn a_fifo_opened_before_a_fork_is_one_description() {
+        let wide = 1 << 63 | 11 << 32 | 3;
+        let (mut a, mut b) = (fifo(3, b"/t/q", b"xy"), fifo(4, b"/t/q", b"xy"));
+        a.ofd_id = wide;
+        b.ofd_id = wide;
+        // opened after the fork by each: its own description
+        let (c, d) = (fifo(5, b"/t/q", b""), fifo(5, b"/t/q", b""));
+        let entries = [(12, &b), (11, &a), (11, &c), (12, &d)];
+        let s = shared_descriptions(&entries);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!((s[0].0, s[0].1, s[0].2.fd.0), (wide, 11, 3));
+        assert_eq!(shared_fifo_plan(&entries), vec![(&b"/t/q"[..], 11)]);
     }
 }
