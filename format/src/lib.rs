@@ -135,3 +135,14 @@ pub fn minor_with_ipc(minor: u16, ipc: Option<&SysvIpc>) -> u16 {
 
 /// The writer version string stored in images.
 pub const WRITER_VERSION: &str = concat!("ckpt ", env!("CARGO_PKG_VERSION"));
+
+/// Whether `name` (a file name, without its directory) is the writer's
+/// copy of its own library beside the images
+/// (`ckpt_writer-<size>-<mtime>-<inode>.so`, writer capture.rs
+/// `own_library_copy`). Such a copy is written once and never changed: a
+/// reader looks for it beside the image when it is not at its recorded
+/// path (the images were moved), and judges it by its size alone (a copy
+/// has another inode and mtime).
+pub fn is_writer_copy(name: &[u8]) -> bool {
+    name.starts_with(b"ckpt_writer-") && name.ends_with(b".so")
+}

@@ -195,7 +195,7 @@ fn open_backing(r: &Region, img_dir: Option<&std::path::Path>) -> Result<i32, St
     // its size: a copy has another inode and mtime.
     let own_copy = path
         .file_name()
-        .is_some_and(|n| n.as_bytes().starts_with(b"ckpt_writer-"));
+        .is_some_and(|n| ckpt_format::is_writer_copy(n.as_bytes()));
     let beside = img_dir.zip(path.file_name()).map(|(d, n)| d.join(n));
     let path = match beside {
         Some(p) if own_copy && !path.exists() => p,

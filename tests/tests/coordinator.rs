@@ -1280,3 +1280,52 @@ fn a_writer_without_the_barrier_is_checkpointed_on_its_own() {
     );
     c.kill();
 }
+
+/// `ckpt command l` and `ckpt image inspect` writing to a pipe whose reader
+/// is gone (`ckpt command l | head -1`, the reader already done) end
+/// quietly as `ls` does: by SIGPIPE or status 0, no panic on "Broken pipe".
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    const SIGPIPE: i32 = 13;
+    let mut c = Computation::new("closedpipe");
+    c.launch(&program("counter"), &[]);
+    c.wait_for_line(is_count, T);
+    let img = c.checkpoint();
+    let closed_stdout = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    for args in [
+        vec!["command", "l"],
+        vec!["image", "inspect", img.to_str().unwrap()],
+    ] {
+        let out = Command::new(ckpt())
+            .args(&args)
+            .env("CKPT_TMPDIR", &c.tmpdir)
+            .env("CKPT_COORD_HOST", "127.0.0.1")
+            .env("CKPT_COORD_PORT", c.port.to_string())
+            .env_remove("CKPT_SECRET")
+            .stdin(Stdio::null())
+            .stdout(closed_stdout())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.signal() == Some(SIGPIPE) || out.status.code() == Some(0),
+            "ckpt {args:?}: {:?}\n{err}",
+            out.status
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "ckpt {args:?}: {err}"
+        );
+    }
+    // The coordinator did not mind, and the program runs on.
+    let l = c.command(&["l"]);
+    assert!(l.status.success(), "{l:?}");
+    let listed = String::from_utf8_lossy(&l.stdout);
+    assert!(listed.contains("counter"), "{listed}");
+    c.kill();
+}

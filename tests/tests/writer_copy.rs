@@ -4,7 +4,7 @@
 //! the installed library is replaced (an upgrade, a rebuild) and when the
 //! images are moved.
 
-use ckpt_tests::{bin_dir, inspect, program, Computation};
+use ckpt_tests::{bin_dir, ckpt, inspect, program, Computation};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -95,4 +95,57 @@ fn moved_images_find_the_copy_beside_them() {
     restarts_after(&mut c, &moved_image, before);
     c.kill();
     std::fs::rename(&moved, &c.ckpt_dir).unwrap();
+}
+
+/// `ckpt image check-host` follows ckpt-restore's rule for the copy: an
+/// image moved with the copy beside it is restartable (exit 0) and the
+/// check says where the copy was found; with the copy gone from both
+/// places, not restartable (exit 1), and the verdict names the copy.
+#[test]
+fn check_host_finds_the_copy_beside_moved_images() {
+    let mut c = Computation::new("writer-copy-check-host");
+    c.launch(&program("counter"), &[]);
+    c.wait_lines(2, is_count, T);
+    let image = c.checkpoint();
+    c.kill();
+    let copy = copies(&c.ckpt_dir);
+    assert_eq!(copy.len(), 1, "one copy of the writer library: {copy:?}");
+    let copy_name = copy[0].file_name().unwrap().to_owned();
+    let moved = c.ckpt_dir.with_extension("moved");
+    std::fs::rename(&c.ckpt_dir, &moved).unwrap();
+    let moved_image = moved.join(image.file_name().unwrap());
+    let check_host = || {
+        let o = std::process::Command::new(ckpt())
+            .args(["image", "check-host"])
+            .arg(&moved_image)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.code(), out + &String::from_utf8_lossy(&o.stderr))
+    };
+
+    let (code, out) = check_host();
+    assert_eq!(code, Some(0), "{out}");
+    let beside = moved.join(&copy_name);
+    let line = out
+        .lines()
+        .find(|l| l.contains(&*copy[0].to_string_lossy()))
+        .unwrap_or_else(|| panic!("a check of the copy: {out}"));
+    assert!(
+        line.trim_start().starts_with("ok") && line.contains(&*beside.to_string_lossy()),
+        "found beside the image: {out}"
+    );
+
+    std::fs::remove_file(&beside).unwrap();
+    let (code, out) = check_host();
+    assert_eq!(code, Some(1), "{out}");
+    let verdict = out
+        .lines()
+        .find(|l| l.starts_with("verdict:"))
+        .unwrap_or_else(|| panic!("a verdict: {out}"));
+    assert!(
+        verdict.contains("NOT restartable") && verdict.contains(&*copy_name.to_string_lossy()),
+        "the verdict names the copy: {out}"
+    );
+    std::fs::remove_dir_all(&moved).unwrap();
 }

@@ -9,4 +9,4 @@ pub mod image;
 pub mod launch;
 pub mod restart;
 pub mod secret;
-mod sys;
+pub mod sys;

@@ -235,6 +235,9 @@ fn command_op(
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Command { .. } | Cmd::Image(_)) {
+        ckpt_tools::sys::default_sigpipe();
+    }
     let result = match cli.cmd {
         Cmd::Coordinator {
             port,

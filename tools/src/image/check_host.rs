@@ -12,6 +12,7 @@ use ckpt_format::{FileStorage, MappedImage, VdsoSymbol};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::fmt::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// What this machine offers a restart.
@@ -374,8 +375,52 @@ fn xsave_check(img: &MappedImage, host: &HostInfo, add: &mut impl FnMut(&str, St
     }
 }
 
-/// Checks `img` against `host`.
+/// The writer's copy of its own library (`ckpt_writer-<build>.so`,
+/// [`ckpt_format::is_writer_copy`]), by the restorer's rule (restorer
+/// restore.rs `open_backing`): at its recorded path, else beside the image
+/// in `img_dir` (the images were moved); judged by its size alone, since a
+/// copy has another inode and mtime. Ok: where it was found.
+fn writer_copy(id: &ckpt_format::FileIdentity, img_dir: Option<&Path>) -> Result<String, String> {
+    let recorded = Path::new(std::ffi::OsStr::from_bytes(&id.path));
+    let beside = img_dir.zip(recorded.file_name()).map(|(d, n)| d.join(n));
+    let (path, found) = match &beside {
+        Some(b) if !recorded.exists() => (b.as_path(), "found beside the image: "),
+        _ => (recorded, ""),
+    };
+    let size = std::fs::File::open(path)
+        .and_then(|f| f.metadata())
+        .map(|m| m.len())
+        .map_err(|e| match &beside {
+            Some(b) if b != recorded => format!(
+                "{}: {e}; not beside the image either ({})",
+                recorded.display(),
+                b.display()
+            ),
+            _ => format!("{}: {e}", path.display()),
+        })?;
+    if size != id.size {
+        return Err(format!(
+            "{} changed since the checkpoint: size {size} (image: {})",
+            path.display(),
+            id.size
+        ));
+    }
+    Ok(format!(
+        "the writer library's copy, {found}{} (same size, {size} bytes)",
+        path.display()
+    ))
+}
+
+/// Checks `img` against `host`; files the image refers to are looked for
+/// where they were (an image read from a stream).
 pub fn check(img: &MappedImage, host: &HostInfo) -> HostReport {
+    check_in(img, host, None)
+}
+
+/// Checks `img`, read from a file in `img_dir`, against `host`: the
+/// writer's copy of its library is also looked for beside the image, as
+/// ckpt-restore does.
+pub fn check_in(img: &MappedImage, host: &HostInfo, img_dir: Option<&Path>) -> HostReport {
     let h = img.header();
     let mut v = Vec::new();
     let mut add = |name: &str, status: Status, detail: String| {
@@ -483,6 +528,16 @@ pub fn check(img: &MappedImage, host: &HostInfo) -> HostReport {
         }
         seen.push(&b.file);
         let name = format!("file {}", String::from_utf8_lossy(&b.file.path));
+        let own_copy = Path::new(std::ffi::OsStr::from_bytes(&b.file.path))
+            .file_name()
+            .is_some_and(|n| ckpt_format::is_writer_copy(n.as_bytes()));
+        if own_copy {
+            match writer_copy(&b.file, img_dir) {
+                Ok(d) => add(&name, Status::Ok, d),
+                Err(e) => add(&name, Status::Fail, e),
+            }
+            continue;
+        }
         match file_mismatch(&b.file) {
             None => add(&name, Status::Ok, "same file (inode, size, mtime)".into()),
             Some(e) => add(&name, Status::Fail, e),
@@ -587,7 +642,9 @@ pub fn run(path: &Path, as_json: bool) -> i32 {
             return 2;
         }
     };
-    let rep = check(&img, &HostInfo::current());
+    // An image read from a stream ("-") has no directory.
+    let img_dir = path.parent().filter(|_| path != Path::new("-"));
+    let rep = check_in(&img, &HostInfo::current(), img_dir);
     let name = path.display().to_string();
     if as_json {
         println!(
