@@ -15,13 +15,16 @@
  * (waitpid, system's and pclose's status), checks each code and prints
  * "VERDICT OK ..." or "VERDICT FAIL ...".
  *
- * Usage: spawn STOPFILE [static|noenv PROGRAM | asmclone]   (the parent)
+ * Usage: spawn STOPFILE [static|noenv|execl|execlp PROGRAM | asmclone]
+ *                                                          (the parent)
  *        spawn STOPFILE child ROLE         (a child made by exec)
  * With "static PROGRAM" the parent makes only one child: fork + exec of
  * PROGRAM (a static binary that cannot carry the preload); at the stop it
  * prints how that child ended: "static child exited <code>" or "static
  * child killed by signal <n>". With "noenv PROGRAM" the same, but the
- * exec gets an empty environment (no LD_PRELOAD). With "asmclone" the
+ * exec gets an empty environment (no LD_PRELOAD). With "execl PROGRAM"
+ * the exec is execl(PROGRAM, ...); with "execlp PROGRAM", execlp of its
+ * base name with PATH set to its directory. With "asmclone" the
  * child is made by clone(SIGCHLD) through an inline syscall instruction
  * and ticks like the static child ("tick static ..."), without an exec. */
 #define _GNU_SOURCE
@@ -141,8 +144,11 @@ static long asm_clone(void) {
     return ret;
 }
 
-static int static_parent(const char *prog, int clear_env) {
-    if (clear_env == 2) {
+/* How static_parent's child execs PROGRAM. */
+enum { BY_EXECV, BY_EMPTY_ENV, BY_ASMCLONE, BY_EXECL, BY_EXECLP };
+
+static int static_parent(const char *prog, int how) {
+    if (how == BY_ASMCLONE) {
         long c = asm_clone();
         if (c == 0) {
             long n = 0;
@@ -159,9 +165,19 @@ static int static_parent(const char *prog, int clear_env) {
     if (c == 0) {
         char *args[] = {(char *)prog, (char *)stopfile, NULL};
         char *none[] = {NULL};
-        if (clear_env)
+        if (how == BY_EMPTY_ENV)
             execve(prog, args, none);
-        else
+        else if (how == BY_EXECL)
+            execl(prog, prog, stopfile, (char *)NULL);
+        else if (how == BY_EXECLP) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s", prog);
+            char *slash = strrchr(dir, '/');
+            if (!slash) _exit(126);
+            *slash = 0;
+            setenv("PATH", dir, 1);
+            execlp(slash + 1, prog, stopfile, (char *)NULL);
+        } else
             execv(prog, args);
         _exit(127);
     }
@@ -198,9 +214,11 @@ int main(int argc, char **argv) {
     if (len < 0) return 2;
     self[len] = 0;
     if (argc == 4 && strcmp(argv[2], "child") == 0) child_main(argv[3], stdout);
-    if (argc == 4 && strcmp(argv[2], "static") == 0) return static_parent(argv[3], 0);
-    if (argc == 4 && strcmp(argv[2], "noenv") == 0) return static_parent(argv[3], 1);
-    if (argc == 3 && strcmp(argv[2], "asmclone") == 0) return static_parent(NULL, 2);
+    if (argc == 4 && strcmp(argv[2], "static") == 0) return static_parent(argv[3], BY_EXECV);
+    if (argc == 4 && strcmp(argv[2], "noenv") == 0) return static_parent(argv[3], BY_EMPTY_ENV);
+    if (argc == 4 && strcmp(argv[2], "execl") == 0) return static_parent(argv[3], BY_EXECL);
+    if (argc == 4 && strcmp(argv[2], "execlp") == 0) return static_parent(argv[3], BY_EXECLP);
+    if (argc == 3 && strcmp(argv[2], "asmclone") == 0) return static_parent(NULL, BY_ASMCLONE);
 
     pid_t pids[NROLES] = {0};
     char *cargv[5] = {self, (char *)stopfile, "child", NULL, NULL};

@@ -195,6 +195,19 @@ fn a_static_child_is_reported_and_the_rest_checkpoints() {
     outside_child_story("spawn-static", "static", Some(&child), "static binary");
 }
 
+/// A static child started by execl and one by execlp (through PATH):
+/// variadic, and glibc's call its internal execve, so the writer defines
+/// them itself (writer/src/execl.c); each is reported before it runs
+/// like the execv one (listed before the first checkpoint).
+#[test]
+fn a_static_child_started_by_execl_or_execlp_is_reported_at_its_exec() {
+    let (_dir, child) = child_program(&["-static"]);
+    for mode in ["execl", "execlp"] {
+        let tag = format!("spawn-{mode}");
+        outside_child_story(&tag, mode, Some(&child), "static binary");
+    }
+}
+
 /// A setuid child (a dynamic program owned by nobody, mode 4755, run by
 /// root): the loader ignores LD_PRELOAD in a secure execution.
 #[test]

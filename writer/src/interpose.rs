@@ -17,11 +17,11 @@
 //! A clone made by an inline `syscall` instruction cannot be seen; such a
 //! child is reported as not under checkpoint control (exec.rs).
 //!
-//! exec (execve, execv, execvp, execvpe, fexecve) and posix_spawn(p):
-//! a program that cannot carry the writer is reported before it runs
-//! (exec.rs), and an exec waits until a checkpoint of this process is
-//! reported (the exec would end the checkpoint thread). Not covered:
-//! execl, execle, execlp (variadic; glibc calls its internal execve).
+//! exec (execve, execv, execvp, execvpe, fexecve, and execl, execle,
+//! execlp through the C shim execl.c) and posix_spawn(p): a program that
+//! cannot carry the writer is reported before it runs (exec.rs), and an
+//! exec waits until a checkpoint of this process is reported (the exec
+//! would end the checkpoint thread).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -555,6 +555,41 @@ pub unsafe extern "C" fn execvpe(file: *const libc::c_char, argv: Argv, envp: Ar
         before_program(file, envp, true, true);
         let f = resolve(&REAL_EXECVPE, b"execvpe\0");
         std::mem::transmute::<usize, ExecveFn>(f)(file, argv, envp)
+    }
+}
+
+/// execl, execle and execlp (execl.c) once their arguments are in an
+/// array: `mode` 0 is execl (environ), 1 execle (`envp`), 2 execlp (found
+/// through PATH, environ). Goes on as execv, execve or execvp.
+///
+/// # Safety
+/// Same contract as execv(3), execve(2) or execvp(3).
+#[no_mangle]
+pub unsafe extern "C" fn ckpt_writer_exec_list(
+    path: *const libc::c_char,
+    argv: Argv,
+    envp: Argv,
+    mode: i32,
+) -> i32 {
+    // SAFETY: the caller's arguments; environ is libc's.
+    unsafe {
+        match mode {
+            1 => {
+                before_program(path, envp, false, true);
+                let f = resolve(&REAL_EXECVE, b"execve\0");
+                std::mem::transmute::<usize, ExecveFn>(f)(path, argv, envp)
+            }
+            2 => {
+                before_program(path, environ, true, true);
+                let f = resolve(&REAL_EXECVP, b"execvp\0");
+                std::mem::transmute::<usize, ExecvFn>(f)(path, argv)
+            }
+            _ => {
+                before_program(path, environ, false, true);
+                let f = resolve(&REAL_EXECV, b"execv\0");
+                std::mem::transmute::<usize, ExecvFn>(f)(path, argv)
+            }
+        }
     }
 }
 
