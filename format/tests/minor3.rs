@@ -200,7 +200,10 @@ fn sysv_ipc_needs_1_3_and_round_trips() {
     e2.process(&s.process).unwrap();
     e2.thread(&s.threads[0]).unwrap();
     e2.sysv_ipc(&ipc()).unwrap();
-    assert!(matches!(e2.sysv_ipc(&ipc()), Err(Error::Usage(_))), "at most once");
+    assert!(
+        matches!(e2.sysv_ipc(&ipc()), Err(Error::Usage(_))),
+        "at most once"
+    );
     let b = e2.finish().unwrap();
     drop(e.finish());
     let img = MappedImage::from_bytes(b.clone()).unwrap();
@@ -220,8 +223,12 @@ fn a_sysv_ipc_record_in_a_1_2_image_is_refused() {
     e.thread(&s.threads[0]).unwrap();
     // three empty lists
     let payload = [0u8; 12];
-    e.write_raw_record(0x000E, raw::FLAG_CRITICAL | raw::FLAG_SAFE_TO_COPY, &payload)
-        .unwrap();
+    e.write_raw_record(
+        0x000E,
+        raw::FLAG_CRITICAL | raw::FLAG_SAFE_TO_COPY,
+        &payload,
+    )
+    .unwrap();
     let b = e.finish().unwrap();
     let err = MappedImage::from_bytes(b).err().expect("refused");
     assert!(err.to_string().contains("needs 1.3"), "{err}");

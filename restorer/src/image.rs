@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use ckpt_format::{
-    ChunkMeta, FdEntry, ImageHeader, MappedImage, Process, Region, Rlimit, SignalState, Thread,
-    SharedMapping, SysvIpc, Timers, Zombie,
+    ChunkMeta, FdEntry, ImageHeader, MappedImage, Process, Region, Rlimit, SharedMapping,
+    SignalState, SysvIpc, Thread, Timers, Zombie,
 };
 
 pub struct Image {

@@ -60,7 +60,11 @@ fn emit(level: &str, msg: &str, to_stderr: bool) {
         // and the programs' own stamps use), so a restart's steps can be
         // timed across its processes.
         let t = crate::sys::monotonic_ns();
-        let stamped = format!("{}.{:06} {line}", t / 1_000_000_000, t % 1_000_000_000 / 1000);
+        let stamped = format!(
+            "{}.{:06} {line}",
+            t / 1_000_000_000,
+            t % 1_000_000_000 / 1000
+        );
         // SAFETY: write from a valid buffer to a raw fd we own.
         unsafe { libc::write(fd, stamped.as_ptr() as *const libc::c_void, stamped.len()) };
     }

@@ -5,12 +5,12 @@
 /// inotify watches.
 #[path = "sys/inotify.rs"]
 pub mod inotify;
-/// Terminal ioctls.
-#[path = "sys/tty.rs"]
-pub mod tty;
 /// Shared-memory objects.
 #[path = "sys/shm.rs"]
 pub mod shm;
+/// Terminal ioctls.
+#[path = "sys/tty.rs"]
+pub mod tty;
 
 use std::io;
 

@@ -36,7 +36,10 @@ fn copies(dir: &Path) -> Vec<PathBuf> {
 fn restarts_after(c: &mut Computation, image: &Path, before: u64) {
     c.restart(image);
     let first = count(&c.wait_for_line(is_count, T)).unwrap();
-    assert!(first > before, "restored at {first}, checkpointed after {before}");
+    assert!(
+        first > before,
+        "restored at {first}, checkpointed after {before}"
+    );
     let next = count(&c.wait_for_line(is_count, T)).unwrap();
     assert_eq!(next, first + 1);
 }

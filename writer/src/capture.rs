@@ -15,9 +15,9 @@ mod fds;
 mod shm;
 mod sysv;
 mod tty;
+pub use fds::{fds, peers, set_peers, FdError, MAX_FILE_CONTENTS};
 pub use shm::assign as shared_memory;
 pub use sysv::capture as sysv_ipc;
-pub use fds::{fds, peers, set_peers, FdError, MAX_FILE_CONTENTS};
 
 pub const PAGE: u64 = 4096;
 

@@ -473,8 +473,7 @@ fn serve(s: &TcpStream, cfg: &config::Config) -> bool {
             jobctl::connected();
             debug!(
                 "connected to {}:{} (interval {interval})",
-                cfg.host,
-                cfg.port
+                cfg.host, cfg.port
             )
         }
         Ok(Some(ToClient::Refused { reason })) => {

@@ -775,9 +775,7 @@ pub fn to_json(img: &MappedImage, name: &str) -> Value {
     }
     // Format 1.3, only when there is one.
     if let Some(ipc) = img.sysv_ipc() {
-        let perm = |p: &IpcPerm| {
-            json!({"key": p.key, "id": p.id, "mode": p.mode, "uid": p.uid, "gid": p.gid})
-        };
+        let perm = |p: &IpcPerm| json!({"key": p.key, "id": p.id, "mode": p.mode, "uid": p.uid, "gid": p.gid});
         v["sysv_ipc"] = json!({
             "shm": ipc.shm.iter().map(|s| json!({"perm": perm(&s.perm), "size": s.size})).collect::<Vec<_>>(),
             "sem": ipc.sem.iter().map(|s| json!({"perm": perm(&s.perm), "values": s.values})).collect::<Vec<_>>(),
