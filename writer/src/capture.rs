@@ -229,7 +229,7 @@ pub struct StableFile {
     pub region_start: u64,
 }
 
-fn file_identity(path: &[u8]) -> Option<FileIdentity> {
+pub fn file_identity(path: &[u8]) -> Option<FileIdentity> {
     let m = std::fs::metadata(std::ffi::OsStr::from_bytes(path)).ok()?;
     Some(FileIdentity {
         path: path.to_vec(),

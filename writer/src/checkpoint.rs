@@ -1,6 +1,7 @@
 //! One checkpoint: suspend the user threads, save the writer threads'
 //! resume points, write the image from the scratch arena, release.
 
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ckpt_format::*;
@@ -232,13 +233,19 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) ->
         return Outcome::Failed("test fault (CKPT_TEST_FAIL_CAPTURE): threads not stopped".into());
     }
     crate::ensure_workers();
-    let dir = if req.dir.is_empty() {
-        config::get().dir
-    } else {
-        req.dir.clone()
-    };
-    let copy = capture::own_library_copy(&dir);
+    let dir = image_dir(req, &config::get());
     // SAFETY: only the checkpoint thread uses OWN_COPY (here and write_to).
+    let last = unsafe { (*OWN_COPY.0.get()).take() };
+    // The copy the last checkpoint used, while it is still there unchanged
+    // in this directory; else find or make it (reads our maps).
+    let copy = last
+        .filter(|c| {
+            std::path::Path::new(std::ffi::OsStr::from_bytes(&c.path)).parent()
+                == Some(std::path::Path::new(&dir))
+                && capture::file_identity(&c.path).as_ref() == Some(c)
+        })
+        .or_else(|| capture::own_library_copy(&dir));
+    // SAFETY: as above.
     unsafe { *OWN_COPY.0.get() = copy };
     if let Err(e) = suspend_all(signo) {
         suspend::release_all();
@@ -370,6 +377,15 @@ extern "C" fn wait_for_sync() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while SYNCING.load(Ordering::Acquire) == me && std::time::Instant::now() < deadline {
         sys::futex_wait(&SYNCING, me, 50);
+    }
+}
+
+/// The directory the image goes to: the request's, else CKPT_DIR.
+fn image_dir(req: &ckpt_protocol::CheckpointRequest, cfg: &config::Config) -> String {
+    if req.dir.is_empty() {
+        cfg.dir.clone()
+    } else {
+        req.dir.clone()
     }
 }
 
@@ -620,11 +636,7 @@ struct Written {
 fn write_image(req: &ckpt_protocol::CheckpointRequest) -> std::result::Result<Written, String> {
     let cfg = config::get();
     let compress = req.compress && !cfg.no_compress;
-    let dir = if req.dir.is_empty() {
-        cfg.dir.clone()
-    } else {
-        req.dir.clone()
-    };
+    let dir = image_dir(req, &cfg);
     let name = format!("ckpt_{}_{}.ckpt", cfg.prog, cfg.unique_id);
     let path = format!("{dir}/{name}");
     let tmp = format!("{path}.tmp");
