@@ -103,12 +103,27 @@ impl Settings {
     pub fn from_env() -> Settings {
         let var = |k: &str| std::env::var(k).unwrap_or_default();
         Settings {
-            coord_host: var("CKPT_COORD_HOST"),
+            coord_host: address_of(var("CKPT_COORD_HOST")),
             coord_port: var("CKPT_COORD_PORT").parse().unwrap_or(0),
             secret: var("CKPT_SECRET"),
             ckpt_dir: var("CKPT_DIR"),
             tmpdir: var("CKPT_TMPDIR"),
         }
+    }
+}
+
+/// The coordinator's host as an address: the restored writer's threads
+/// never call getaddrinfo (glibc's malloc, on threads glibc does not know
+/// of), so a name is resolved here. One that does not resolve is passed on
+/// as it is; the writer then says so.
+fn address_of(host: String) -> String {
+    use std::net::ToSocketAddrs;
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        return host;
+    }
+    match (host.as_str(), 0).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a.ip().to_string(),
+        _ => host,
     }
 }
 

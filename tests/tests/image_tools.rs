@@ -299,10 +299,12 @@ fn backtraces(out: &str) -> Vec<(i32, String)> {
 }
 
 /// The lines of `info threads` (`* 1    Thread 0x... (LWP 7892) ...`).
+/// Threads gdb's `info threads` lists: "(LWP n)" for the program's
+/// threads, which libthread_db knows, plain "LWP n" for the writer's.
 fn info_threads(out: &str) -> usize {
     out.lines()
         .filter(|l| {
-            l.contains("(LWP ")
+            l.contains("LWP ")
                 && l.trim_start()
                     .starts_with(|c: char| c == '*' || c.is_ascii_digit())
         })

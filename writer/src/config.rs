@@ -270,7 +270,7 @@ pub fn init_from_env() -> Config {
         .and_then(|p| p.parse().ok())
         .unwrap_or(ckpt_protocol::DEFAULT_PORT);
     let c = Config {
-        host: env("CKPT_COORD_HOST").unwrap_or_else(|| "127.0.0.1".into()),
+        host: address_of(env("CKPT_COORD_HOST").unwrap_or_else(|| "127.0.0.1".into())),
         port,
         secret: secret_from_env(&tmpdir, port),
         dir,
@@ -288,6 +288,21 @@ pub fn init_from_env() -> Config {
     open_log(&c.tmpdir, &c.prog);
     set(c.clone());
     c
+}
+
+/// The coordinator's host as an address, resolved now, in the constructor:
+/// the writer's threads must never call getaddrinfo (see rawthread.rs). A
+/// name that does not resolve is kept; connecting then fails with a
+/// message that says so.
+fn address_of(host: String) -> String {
+    use std::net::ToSocketAddrs;
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return host;
+    }
+    match (host.as_str(), 0).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a.ip().to_string(),
+        _ => host,
+    }
 }
 
 /// The computation id the coordinator gave with a checkpoint request (hex,

@@ -76,7 +76,7 @@ type SyscallFn = unsafe extern "C" fn(
     libc::c_long,
     libc::c_long,
 ) -> libc::c_long;
-type CloneFn = unsafe extern "C" fn(
+pub type CloneFn = unsafe extern "C" fn(
     extern "C" fn(*mut libc::c_void) -> i32,
     *mut libc::c_void,
     i32,
@@ -85,6 +85,13 @@ type CloneFn = unsafe extern "C" fn(
     *mut libc::c_void,
     *mut libc::pid_t,
 ) -> i32;
+
+/// libc's own clone(), for the writer's threads (resolved by `init`).
+pub fn real_clone() -> CloneFn {
+    let f = resolve(&REAL_CLONE, b"clone\0");
+    // SAFETY: libc's clone, with its signature.
+    unsafe { std::mem::transmute::<usize, CloneFn>(f) }
+}
 
 fn is_ckpt(sig: i32) -> bool {
     sig == SIGNO.load(Ordering::Relaxed)

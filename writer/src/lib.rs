@@ -19,6 +19,7 @@ pub mod interpose;
 pub mod jobctl;
 pub mod mem;
 pub mod procstate;
+pub mod rawthread;
 pub mod signals;
 pub mod suspend;
 pub mod timers;
@@ -157,6 +158,13 @@ extern "C" fn ckpt_writer_init() {
         suspend::RSEQ_SIZE.store(mem::read_at::<u32>(size), Ordering::Relaxed);
     }
     interpose::init();
+    // CKPT_PTHREADS=1: the writer's threads by pthread_create, as before
+    // rawthread.rs (for comparison, and a way out if a C library differs).
+    if std::env::var("CKPT_PTHREADS").is_ok_and(|v| v == "1") {
+        debug!("CKPT_PTHREADS=1: the writer's threads are pthreads");
+    } else if !rawthread::init() {
+        log!("cannot prepare the writer's own threads: falling back on pthreads (the program then runs on glibc's multi-threaded paths)");
+    }
     if !suspend::install(signo) {
         log!("cannot install the handler for signal {signo}");
         return;
@@ -193,6 +201,13 @@ fn start_threads() {
 
 fn spawn_threads() {
     compress::NWORKERS.store(0, Ordering::SeqCst);
+    if rawthread::available() {
+        if rawthread::spawn(rawthread::CKPT_THREAD, c"ckpt-thread", |_| ckpt_thread(), 0).is_none()
+        {
+            log!("cannot start the checkpoint thread");
+        }
+        return;
+    }
     let _ = std::thread::Builder::new()
         .name("ckpt-thread".into())
         .stack_size(1 << 20)
@@ -201,7 +216,7 @@ fn spawn_threads() {
 
 /// Starts the compression workers, once per process, when its first
 /// checkpoint begins (by the checkpoint thread, before anything is
-/// suspended: pthread_create takes libc's locks). Not at start-up: a
+/// suspended: in the pthread fallback, pthread_create takes libc's locks). Not at start-up: a
 /// thread each fork child and exec'd program would pay for, never used
 /// by most of them.
 pub fn ensure_workers() {
@@ -209,19 +224,22 @@ pub fn ensure_workers() {
         return;
     }
     let old = sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
-    // SAFETY: sysconf has no side effects.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let cpus = sys::cpus_allowed();
     let nw = (cpus.min(4) - 1).min(compress::MAX_WORKERS);
     for t in &compress::WORKER_TIDS {
         t.store(0, Ordering::SeqCst);
     }
     let mut started = 0;
     for k in 0..nw {
-        let ok = std::thread::Builder::new()
-            .name("ckpt-worker".into())
-            .stack_size(256 << 10)
-            .spawn(move || compress::worker(k))
-            .is_ok();
+        let ok = if rawthread::available() {
+            rawthread::spawn(1 + k, c"ckpt-worker", compress::worker, k).is_some()
+        } else {
+            std::thread::Builder::new()
+                .name("ckpt-worker".into())
+                .stack_size(256 << 10)
+                .spawn(move || compress::worker(k))
+                .is_ok()
+        };
         if !ok {
             break;
         }
@@ -302,6 +320,13 @@ fn keep_old_number(s: TcpStream) -> TcpStream {
 fn connect(cfg: &config::Config) -> std::io::Result<TcpStream> {
     let addrs: Vec<std::net::SocketAddr> = match cfg.host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![(ip, cfg.port).into()],
+        // getaddrinfo mallocs: never on a thread glibc does not know of.
+        Err(_) if rawthread::available() => {
+            return Err(std::io::Error::other(format!(
+                "{} is not an address and did not resolve when the program started",
+                cfg.host
+            )))
+        }
         Err(_) => (cfg.host.as_str(), cfg.port).to_socket_addrs()?.collect(),
     };
     let mut last = std::io::Error::other("no address");

@@ -242,9 +242,9 @@ pub fn page_flags(pagemap: &std::fs::File, addr: u64, out: &mut [u8]) -> bool {
             return false;
         }
         for (o, e) in out[i..i + n].iter_mut().zip(&entries[..n]) {
-            *o = (e >> 63 & 1) as u8 * page::PRESENT
-                | (e >> 62 & 1) as u8 * page::SWAPPED
-                | (e >> 61 & 1) as u8 * page::FILE;
+            *o = ((e >> 63 & 1) as u8 * page::PRESENT)
+                | ((e >> 62 & 1) as u8 * page::SWAPPED)
+                | ((e >> 61 & 1) as u8 * page::FILE);
         }
         i += n;
     }

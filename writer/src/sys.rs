@@ -210,6 +210,19 @@ pub fn exit_group(code: i32) -> ! {
     unreachable!()
 }
 
+/// The CPUs this thread may run on (its affinity mask: what a batch
+/// system or taskset gave the job), at least 1.
+pub fn cpus_allowed() -> usize {
+    // SAFETY: a zeroed cpu_set_t of its own size, filled by the kernel.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 1;
+        }
+        (libc::CPU_COUNT(&set) as usize).max(1)
+    }
+}
+
 pub fn sleep_ms(ms: u64) {
     std::thread::sleep(std::time::Duration::from_millis(ms));
 }
