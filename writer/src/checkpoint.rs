@@ -142,6 +142,8 @@ fn suspend_all(signo: i32) -> std::result::Result<(), String> {
                 unsafe { (*slot(n)).tid.store(-1, Ordering::Release) };
             }
         }
+        // A thread the coordinator's word interrupted has its signal now.
+        crate::release_held();
         loop {
             let seen = SUSPENDED.load(Ordering::Acquire);
             let n = NSLOTS.load(Ordering::Acquire) as usize;

@@ -13,6 +13,9 @@ pub mod cache;
 
 pub const CMD_SAVE: u32 = 1;
 pub const CMD_COMPRESS: u32 = 2;
+/// The worker acknowledges and ends (the writer's own threads, after a
+/// checkpoint).
+pub const CMD_EXIT: u32 = 3;
 pub const MAX_WORKERS: usize = 3;
 
 pub static NWORKERS: AtomicUsize = AtomicUsize::new(0);
@@ -258,6 +261,11 @@ pub fn worker(k: usize) {
                 if let Some(c) = Cctx::new(LEVEL.load(Ordering::Relaxed)) {
                     run_jobs(&c);
                 }
+            }
+            CMD_EXIT => {
+                WORK_ACK.fetch_add(1, Ordering::AcqRel);
+                sys::futex_wake(&WORK_ACK);
+                return;
             }
             _ => {}
         }

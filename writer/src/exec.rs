@@ -182,7 +182,7 @@ pub fn outsiders() -> Vec<Outsider> {
             let program = String::from_utf8_lossy(&stat[open + 1..close]).into_owned();
             let why = match std::fs::read(format!("/proc/{pid}/maps")) {
                 Ok(m) if m.windows(WRITER.len()).any(|w| w == WRITER) => {
-                    if has_checkpoint_thread(pid) {
+                    if writer_started(pid, &m) {
                         return None;
                     }
                     Why::NoThread
@@ -206,16 +206,45 @@ pub fn outsiders() -> Vec<Outsider> {
         .collect()
 }
 
-/// Whether a thread of `pid` is the writer's checkpoint thread (by its
-/// name). A child forked by glibc has one from before fork() returns in
-/// it (the atfork handler starts it); a copy of this process made by a
-/// clone nobody saw never gets one.
-fn has_checkpoint_thread(pid: i32) -> bool {
-    let dir = std::ffi::CString::new(format!("/proc/{pid}/task")).unwrap_or_default();
-    crate::sys::numeric_entries(&dir).into_iter().any(|tid| {
-        std::fs::read(format!("/proc/{pid}/task/{tid}/comm"))
-            .is_ok_and(|c| c.trim_ascii_end() == b"ckpt-thread")
-    })
+/// Whether `pid`'s writer started as that process's: a child forked by
+/// glibc ran the writer's atfork handler before fork() returned in it, an
+/// exec'd program its constructor, and both put the process's pid in
+/// `WRITER_PID`; a copy of this process made by a clone nobody saw holds
+/// its parent's. (The checkpoint thread, which told them apart before, now
+/// ends between checkpoints.) Read from the child's memory at the address
+/// `WRITER_PID` has in its mapping of the library.
+fn writer_started(pid: i32, maps: &[u8]) -> bool {
+    let ours = std::fs::read("/proc/self/maps").unwrap_or_default();
+    let (Some(theirs), Some(ours)) = (writer_base(maps), writer_base(&ours)) else {
+        return false;
+    };
+    let addr = std::ptr::addr_of!(crate::WRITER_PID) as u64 - ours + theirs;
+    let mut v = 0i32;
+    let local = libc::iovec {
+        iov_base: &mut v as *mut i32 as *mut libc::c_void,
+        iov_len: 4,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: 4,
+    };
+    // SAFETY: reads 4 bytes of the child's memory into our local `v`.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    n == 4 && v == pid
+}
+
+/// Where the writer library is loaded in a process, from its maps: the
+/// start of its first mapping less that mapping's file offset (the copy
+/// beside images, `ckpt_writer-<build>.so`, in a restored process).
+fn writer_base(maps: &[u8]) -> Option<u64> {
+    let line = maps
+        .split(|&b| b == b'\n')
+        .find(|l| l.windows(11).any(|w| w == b"ckpt_writer"))?;
+    let mut f = line.split(|&b| b == b' ');
+    let start = f.next()?.split(|&b| b == b'-').next()?;
+    let off = f.nth(1)?;
+    let hex = |b: &[u8]| u64::from_str_radix(std::str::from_utf8(b).ok()?, 16).ok();
+    hex(start)?.checked_sub(hex(off)?)
 }
 
 /// The outsiders as their parent's image records them: children killed by

@@ -17,12 +17,15 @@
 //! single-threaded process (malloc, stdio, getaddrinfo, the dl* calls).
 //! They allocate from the writer's allocator, format errors under the C
 //! locale (no message catalogue is loaded), and reach the coordinator by
-//! an address resolved before they exist.
+//! an address resolved before they exist. They also end when they have
+//! nothing to do (lib.rs, `CKPT_RUNNING`), and a block is free again once
+//! the kernel has cleared its thread's tid word.
 //!
 //! The blocks are prepared in the constructor, while the program is still
 //! single-threaded and calloc is safe, and reused by fork children (which
 //! have copies of them and none of the threads). If the dynamic linker
 //! does not offer what is needed, the writer falls back on pthreads.
+//! doc/design.md, "The writer's threads between checkpoints".
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,6 +48,15 @@ static STACK_TOP: [AtomicUsize; NBLOCKS] = [const { AtomicUsize::new(0) }; NBLOC
 static TID_OFFSET: AtomicUsize = AtomicUsize::new(0);
 /// The "C" locale object, for our threads' `uselocale`.
 static C_LOCALE: AtomicUsize = AtomicUsize::new(0);
+/// What each block's thread runs: `fn(usize)`, its argument, its name.
+/// Statics, not a Box: `spawn` runs in a signal handler too, where the
+/// interrupted thread may hold the allocator's lock.
+static START_F: [AtomicUsize; NBLOCKS] = [const { AtomicUsize::new(0) }; NBLOCKS];
+static START_ARG: [AtomicUsize; NBLOCKS] = [const { AtomicUsize::new(0) }; NBLOCKS];
+static START_NAME: [AtomicUsize; NBLOCKS] = [const { AtomicUsize::new(0) }; NBLOCKS];
+/// The CPUs the program started on: our threads run there, not on the one
+/// CPU a program thread pinned itself to and started them from.
+static AFFINITY: std::sync::Mutex<Option<libc::cpu_set_t>> = std::sync::Mutex::new(None);
 
 type StaticInfo = unsafe extern "C" fn(*mut usize, *mut usize);
 type AllocateTls = unsafe extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;
@@ -135,6 +147,13 @@ pub fn init() -> bool {
         *slot = tp;
         STACK_TOP[i].store((tp - size - 64) & !15, Ordering::Release);
     }
+    // SAFETY: a zeroed cpu_set_t of its own size, filled by the kernel.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            *AFFINITY.lock().unwrap_or_else(|p| p.into_inner()) = Some(set);
+        }
+    }
     TID_OFFSET.store(tid_off, Ordering::Release);
     C_LOCALE.store(c as usize, Ordering::Release);
     for (i, tp) in tps.iter().enumerate() {
@@ -143,35 +162,80 @@ pub fn init() -> bool {
     true
 }
 
-struct Start {
-    f: fn(usize),
-    arg: usize,
-    name: &'static std::ffi::CStr,
-}
-
-extern "C" fn entry(p: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: p is the Box made by `spawn`, handed over to this thread.
-    let s = unsafe { Box::from_raw(p as *mut Start) };
-    // SAFETY: a NUL-terminated name; the C locale object from init.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, s.name.as_ptr());
-        libc::uselocale(C_LOCALE.load(Ordering::Acquire) as libc::locale_t);
+/// The CPUs the program started on, counted (at least 1).
+pub fn cpus() -> usize {
+    match *AFFINITY.lock().unwrap_or_else(|p| p.into_inner()) {
+        // SAFETY: counting bits of an initialised set.
+        Some(set) => (unsafe { libc::CPU_COUNT(&set) } as usize).max(1),
+        None => sys::cpus_allowed(),
     }
-    (s.f)(s.arg);
-    0
 }
 
-/// Starts `f(arg)` as a thread named `name` on block `block`, with the
-/// caller's signal mask; its tid, or None (nothing started). A block runs
-/// one thread at a time: the caller knows it is free (a fork child's
-/// copies always are).
-pub fn spawn(block: usize, name: &'static std::ffi::CStr, f: fn(usize), arg: usize) -> Option<i32> {
+/// The word glibc keeps block `block`'s thread id in: set by the kernel
+/// when the thread starts, cleared (and futex-woken) when it has ended.
+fn tid_word(block: usize) -> Option<&'static std::sync::atomic::AtomicU32> {
     let tp = TP.get(block)?.load(Ordering::Acquire);
     if tp == 0 {
         return None;
     }
-    let start = Box::into_raw(Box::new(Start { f, arg, name }));
-    let tidp = (tp + TID_OFFSET.load(Ordering::Acquire)) as *mut libc::pid_t;
+    // SAFETY: tp + TID_OFFSET is the 4-byte aligned tid field of the
+    // block's struct pthread, in our mapping for the life of the process.
+    Some(unsafe {
+        &*((tp + TID_OFFSET.load(Ordering::Acquire)) as *const std::sync::atomic::AtomicU32)
+    })
+}
+
+/// In a fork child: the parent's threads are not here; their blocks are free.
+pub fn after_fork() {
+    for b in 0..NBLOCKS {
+        if let Some(w) = tid_word(b) {
+            w.store(0, Ordering::Release);
+        }
+    }
+}
+
+extern "C" fn entry(p: *mut libc::c_void) -> libc::c_int {
+    let b = p as usize;
+    let f = START_F[b].load(Ordering::Acquire);
+    let arg = START_ARG[b].load(Ordering::Acquire);
+    let name = START_NAME[b].load(Ordering::Acquire) as *const libc::c_char;
+    // SAFETY: a NUL-terminated static name; the C locale object from init;
+    // a cpu set copied from init.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name);
+        libc::uselocale(C_LOCALE.load(Ordering::Acquire) as libc::locale_t);
+        if let Some(set) = *AFFINITY.lock().unwrap_or_else(|p| p.into_inner()) {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+    // SAFETY: stored by spawn from a `fn(usize)`.
+    let f = unsafe { std::mem::transmute::<usize, fn(usize)>(f) };
+    f(arg);
+    0
+}
+
+/// Starts `f(arg)` as a thread named `name` on block `block`, with the
+/// caller's signal mask; its tid, or None (nothing started). Waits (up to
+/// a second) for the block's last thread to have ended. Allocates nothing
+/// and takes no lock: safe in a signal handler. One caller per block at a
+/// time (the callers' own state machines see to it).
+pub fn spawn(block: usize, name: &'static std::ffi::CStr, f: fn(usize), arg: usize) -> Option<i32> {
+    let tp = TP.get(block)?.load(Ordering::Acquire);
+    let word = tid_word(block)?;
+    for _ in 0..100 {
+        let t = word.load(Ordering::Acquire);
+        if t == 0 {
+            break;
+        }
+        sys::futex_wait_shared(word, t, 10);
+    }
+    if word.load(Ordering::Acquire) != 0 {
+        return None;
+    }
+    START_F[block].store(f as usize, Ordering::Release);
+    START_ARG[block].store(arg, Ordering::Release);
+    START_NAME[block].store(name.as_ptr() as usize, Ordering::Release);
+    let tidp = word.as_ptr() as *mut libc::pid_t;
     let flags = libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
@@ -180,26 +244,23 @@ pub fn spawn(block: usize, name: &'static std::ffi::CStr, f: fn(usize), arg: usi
         | libc::CLONE_SYSVSEM
         | libc::CLONE_SETTLS
         | libc::CLONE_PARENT_SETTID
-        | libc::CLONE_CHILD_SETTID;
+        | libc::CLONE_CHILD_SETTID
+        | libc::CLONE_CHILD_CLEARTID;
     // SAFETY: the new thread runs `entry` on its own stack (STACK_TOP, in our
     // mapping) with its own thread pointer (tp, initialised in init); glibc's
-    // clone wrapper ends it with exit(2) when `entry` returns; `start` is
-    // handed to it. The real clone is called: ours is for the program's.
+    // clone wrapper ends it with exit(2) when `entry` returns, and the kernel
+    // then clears the tid word. The real clone is called: ours is for the
+    // program's.
     let tid = unsafe {
         crate::interpose::real_clone()(
             entry,
             STACK_TOP[block].load(Ordering::Acquire) as *mut libc::c_void,
             flags,
-            start as *mut libc::c_void,
+            block as *mut libc::c_void,
             tidp,
             tp as *mut libc::c_void,
             tidp,
         )
     };
-    if tid <= 0 {
-        // SAFETY: no thread took it.
-        drop(unsafe { Box::from_raw(start) });
-        return None;
-    }
-    Some(tid)
+    (tid > 0).then_some(tid)
 }

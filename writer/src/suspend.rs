@@ -7,6 +7,10 @@ use crate::ctx::{ckpt_save_context, RawResume};
 use crate::sys;
 
 pub const MAX_THREADS: usize = 512;
+/// si_code of a signal raised by an O_ASYNC file's readiness (F_SETSIG):
+/// POLL_IN (1) to POLL_HUP (6).
+const POLL_IN: i32 = 1;
+const POLL_HUP: i32 = 6;
 pub const XSAVE_MAX: usize = 16384;
 
 /// What a thread records about itself.
@@ -97,9 +101,18 @@ fn fill_common(s: *mut Slot) {
 }
 
 /// The checkpoint signal handler (SA_SIGINFO, full sa_mask).
-pub extern "C" fn handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+pub extern "C" fn handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     // SAFETY: errno is this thread's TLS word.
     let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel's siginfo for this delivery.
+    let code = unsafe { (*info).si_code };
+    if (POLL_IN..=POLL_HUP).contains(&code) {
+        // The coordinator socket (O_ASYNC) has a word for us.
+        crate::on_coordinator_word();
+        // SAFETY: restoring this thread's errno.
+        unsafe { *libc::__errno_location() = errno };
+        return;
+    }
     let g = RELEASE_GEN.load(Ordering::Acquire);
     let s = match find_slot(sys::gettid()) {
         Some(s) if g & 1 == 1 => s,

@@ -29,6 +29,20 @@ pub fn tgkill(pid: i32, tid: i32, sig: i32) -> i64 {
 
 /// Waits while `*w == val`, at most `timeout_ms` (0 = forever).
 pub fn futex_wait(w: &AtomicU32, val: u32, timeout_ms: u64) {
+    futex_wait_op(
+        w,
+        val,
+        timeout_ms,
+        libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+    )
+}
+
+/// A wait the kernel's clear-child-tid wake (a shared futex) ends.
+pub fn futex_wait_shared(w: &AtomicU32, val: u32, timeout_ms: u64) {
+    futex_wait_op(w, val, timeout_ms, libc::FUTEX_WAIT)
+}
+
+fn futex_wait_op(w: &AtomicU32, val: u32, timeout_ms: u64, op: i32) {
     let ts = libc::timespec {
         tv_sec: (timeout_ms / 1000) as libc::time_t,
         tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
@@ -40,15 +54,7 @@ pub fn futex_wait(w: &AtomicU32, val: u32, timeout_ms: u64) {
     };
     // SAFETY: w is a valid aligned u32 for the whole call; ts lives on our stack.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            w.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            val,
-            tsp,
-            0usize,
-            0u32,
-        );
+        libc::syscall(libc::SYS_futex, w.as_ptr(), op, val, tsp, 0usize, 0u32);
     }
 }
 

@@ -360,8 +360,25 @@ pub fn diff(a: &MappedImage, b: &MappedImage) -> anyhow::Result<ImageDiff> {
     }
     d.process = fields("", a.process(), b.process(), &[]);
 
-    let ta: BTreeMap<i32, _> = a.threads().iter().map(|t| (t.tid.0, t)).collect();
-    let tb: BTreeMap<i32, _> = b.threads().iter().map(|t| (t.tid.0, t)).collect();
+    // The writer's own threads (the checkpoint thread, the compression
+    // workers) are started anew for every checkpoint: not the program's,
+    // not compared.
+    let program = |t: &&ckpt_format::model::Thread| {
+        t.flags.0 & ckpt_format::model::ThreadFlags::CHECKPOINT_THREAD == 0
+            && t.name != "ckpt-worker"
+    };
+    let ta: BTreeMap<i32, _> = a
+        .threads()
+        .iter()
+        .filter(program)
+        .map(|t| (t.tid.0, t))
+        .collect();
+    let tb: BTreeMap<i32, _> = b
+        .threads()
+        .iter()
+        .filter(program)
+        .map(|t| (t.tid.0, t))
+        .collect();
     d.threads_added = tb.keys().filter(|k| !ta.contains_key(k)).copied().collect();
     d.threads_removed = ta.keys().filter(|k| !tb.contains_key(k)).copied().collect();
     for (tid, x) in &ta {
