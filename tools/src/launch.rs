@@ -144,7 +144,15 @@ pub fn set_env(
     cmd.env("CKPT_COORD_HOST", &t.host)
         .env("CKPT_COORD_PORT", port.to_string())
         .env("CKPT_SECRET", secret)
-        .env("CKPT_TMPDIR", &t.tmpdir);
+        .env("CKPT_TMPDIR", &t.tmpdir)
+        // The host part of every process's unique id, asked once here: each
+        // program's writer would otherwise call gethostid(), which resolves
+        // the host name when there is no /etc/hostid.
+        // SAFETY: gethostid has no arguments.
+        .env(
+            "CKPT_HOSTID",
+            format!("{:08x}", unsafe { libc::gethostid() } as u32),
+        );
     if t.debug {
         cmd.env("CKPT_DEBUG", "1");
     }
