@@ -56,6 +56,14 @@ int main(void) {
   for (int i = 0; i < 300; i++) { pid_t p = fork(); if (p == 0) _exit(0); waitpid(p, 0, 0); }
   printf("fork %llu\n", (unsigned long long)(now() - t));
 
+  t = now(); /* fork + exec of /bin/true + wait: the child loads the writer */
+  for (int i = 0; i < 200; i++) {
+    pid_t p = fork();
+    if (p == 0) { execl("/bin/true", "true", (char *)0); _exit(127); }
+    waitpid(p, 0, 0);
+  }
+  printf("exec %llu\n", (unsigned long long)(now() - t));
+
   t = now(); /* clock_gettime through the vdso */
   for (long i = 0; i < 10000000; i++) sink += now();
   printf("clock %llu\n", (unsigned long long)(now() - t));

@@ -22,3 +22,31 @@ fn single_threaded_program_stays_single_threaded() {
     assert!(v.starts_with("VERDICT OK"), "{v}");
     assert_eq!(c.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// The fallback (`CKPT_PTHREADS=1`, also what the writer does when the
+/// dynamic linker lacks what its own threads need): pthreads that stay,
+/// through the whole story of the 8-thread pipeline.
+#[test]
+fn pthread_fallback_goes_through_the_story() {
+    let mut c = Computation::new("pthreads");
+    c.env.push(("CKPT_PTHREADS".into(), "1".into()));
+    c.env.push(("CKPT_DEBUG".into(), "1".into()));
+    let stop = c.stop_file().display().to_string();
+    c.launch(&program("threads"), &[&stop]);
+    c.story(
+        &|l: &str| l.starts_with("tick") && !l.contains("stalled"),
+        Duration::from_secs(30),
+    );
+    let v = c.verdict(Duration::from_secs(30));
+    assert!(v.starts_with("VERDICT OK"), "{v}");
+    assert_eq!(c.wait_exit(Duration::from_secs(10)), Some(0));
+    // It did run with pthreads: the writer says so in its log.
+    let logs: String = std::fs::read_dir(&c.tmpdir)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect();
+    assert!(
+        logs.contains("CKPT_PTHREADS=1: the writer's threads are pthreads"),
+        "{logs}"
+    );
+}
