@@ -812,6 +812,19 @@ impl Computation {
         at(self, Step::RestartedFromManifest);
     }
 
+    /// tests/programs/NAME.c (given the stop file) through the whole story,
+    /// its ticks as progress ("tick ...", not "stalled"), then its own
+    /// verdict, which must be OK.
+    pub fn program_story(&mut self, name: &str) {
+        let stop = self.stop_file().display().to_string();
+        self.launch(&program(name), &[&stop]);
+        self.story(
+            &|l: &str| l.starts_with("tick") && !l.contains("stalled"),
+            Duration::from_secs(30),
+        );
+        self.verdict_ok(Duration::from_secs(30));
+    }
+
     /// The whole story: progress → checkpoint (unaffected) → checkpoint
     /// again → kill → restart → progress → checkpoint → kill → restart →
     /// progress. `progress` recognises a line showing the program works.

@@ -31,15 +31,7 @@ fn pthread_fallback_goes_through_the_story() {
     let mut c = Computation::new("pthreads");
     c.env.push(("CKPT_PTHREADS".into(), "1".into()));
     c.env.push(("CKPT_DEBUG".into(), "1".into()));
-    let stop = c.stop_file().display().to_string();
-    c.launch(&program("threads"), &[&stop]);
-    c.story(
-        &|l: &str| l.starts_with("tick") && !l.contains("stalled"),
-        Duration::from_secs(30),
-    );
-    let v = c.verdict(Duration::from_secs(30));
-    assert!(v.starts_with("VERDICT OK"), "{v}");
-    assert_eq!(c.wait_exit(Duration::from_secs(10)), Some(0));
+    c.program_story("threads");
     // It did run with pthreads: the writer says so in its log.
     let logs: String = std::fs::read_dir(&c.tmpdir)
         .unwrap()
