@@ -387,6 +387,29 @@ pub unsafe extern "C" fn syscall(
     a5: libc::c_long,
     a6: libc::c_long,
 ) -> libc::c_long {
+    // The path every other system call takes: two compares and a jump to
+    // libc's (no frame: a program may make millions of these).
+    let f = REAL_SYSCALL.load(Ordering::Relaxed);
+    if f != 0 && !matches!(n, libc::SYS_fork | libc::SYS_clone | libc::SYS_clone3) {
+        // SAFETY: libc's syscall, with the caller's arguments.
+        return unsafe { std::mem::transmute::<usize, SyscallFn>(f)(n, a1, a2, a3, a4, a5, a6) };
+    }
+    // SAFETY: same contract.
+    unsafe { syscall_slow(n, a1, a2, a3, a4, a5, a6) }
+}
+
+/// `syscall()` for fork, clone and clone3 (and before libc's is known).
+#[inline(never)]
+#[cold]
+unsafe fn syscall_slow(
+    n: libc::c_long,
+    a1: libc::c_long,
+    a2: libc::c_long,
+    a3: libc::c_long,
+    a4: libc::c_long,
+    a5: libc::c_long,
+    a6: libc::c_long,
+) -> libc::c_long {
     let f = resolve(&REAL_SYSCALL, b"syscall\0");
     // SAFETY: libc's syscall.
     let real = unsafe { std::mem::transmute::<usize, SyscallFn>(f) };

@@ -207,8 +207,7 @@ fn spawn_threads() {
     compress::NWORKERS.store(0, Ordering::SeqCst);
     if rawthread::available() {
         CKPT_RUNNING.store(0, Ordering::SeqCst);
-        wake();
-        if CKPT_RUNNING.load(Ordering::Acquire) == 0 {
+        if !wake() {
             log!("cannot start the checkpoint thread");
         }
         return;
@@ -303,14 +302,19 @@ static CKPT_RUNNING: AtomicU32 = AtomicU32::new(0);
 /// Starts the checkpoint thread unless it runs. Safe in a signal handler:
 /// no allocation, no lock. The new thread inherits the caller's signal
 /// mask, which must block every signal.
-pub fn wake() {
+/// True if it started it.
+pub fn wake() -> bool {
     if CKPT_RUNNING
         .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-        && rawthread::spawn(rawthread::CKPT_THREAD, c"ckpt-thread", |_| ckpt_thread(), 0).is_none()
+        .is_err()
     {
-        CKPT_RUNNING.store(0, Ordering::Release);
+        return false;
     }
+    if rawthread::spawn(rawthread::CKPT_THREAD, c"ckpt-thread", |_| ckpt_thread(), 0).is_none() {
+        CKPT_RUNNING.store(0, Ordering::Release);
+        return false;
+    }
+    true
 }
 
 /// Bumped to let go the program threads held by `on_coordinator_word`.
@@ -318,16 +322,18 @@ static HOLD_GEN: AtomicU32 = AtomicU32::new(0);
 
 /// The checkpoint signal with si_code POLL_IN/POLL_HUP, in a program
 /// thread: the coordinator socket has a word. Starts the checkpoint thread
-/// and holds this thread until that thread has read the word and, for a
-/// checkpoint, sent this thread its checkpoint signal too (or, for any
-/// other word, answered it; at most 2 s). The held thread then takes that
-/// signal as it returns from this one, with no system call in between: a
-/// sleep or poll the program was in fails with EINTR once per checkpoint,
-/// as in every other thread, not twice.
+/// and, if it did, holds this thread until that thread has read the word
+/// and, for a checkpoint, sent this thread its checkpoint signal too (or,
+/// for any other word, answered it; at most 2 s). The held thread then
+/// takes that signal as it returns from this one, with no system call in
+/// between: a sleep or poll the program was in fails with EINTR once per
+/// checkpoint, as in every other thread, not twice. A word that comes
+/// while the checkpoint thread runs (the coordinator's release, delivered
+/// when the threads run again) holds nobody: the image's sync and rename
+/// happen while the program runs.
 pub fn on_coordinator_word() {
     let g = HOLD_GEN.load(Ordering::Acquire);
-    wake();
-    if CKPT_RUNNING.load(Ordering::Acquire) == 0 {
+    if !wake() {
         return;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
