@@ -12,6 +12,7 @@ use crate::compress::{self, cache, Job};
 use crate::ctx::ckpt_save_context;
 use crate::suspend::{self, slot, ARRIVED, MAX_THREADS, NSLOTS, RELEASE_GEN, SUSPENDED};
 use crate::{config, sys};
+use std::os::fd::AsRawFd;
 
 /// Threads in the last image (checked by the restarted path).
 static IMG_NTHREADS: AtomicU32 = AtomicU32::new(0);
@@ -341,10 +342,22 @@ pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) ->
         "barrier: all captured after {} us",
         t0.elapsed().as_micros()
     );
+    // The image and its directory stay open while the program runs again:
+    // its close_range/closefrom must leave them (interpose.rs).
+    let dir = r
+        .as_ref()
+        .ok()
+        .and_then(|(_, _, names)| std::fs::File::open(&names.dir).ok());
+    if let Ok((file, _, _)) = &r {
+        crate::interpose::keep_fd(0, file.as_raw_fd());
+    }
+    if let Some(d) = &dir {
+        crate::interpose::keep_fd(1, d.as_raw_fd());
+    }
     suspend::release_all();
     crate::debug!("threads released after {} us", t0.elapsed().as_micros());
     let out = match r {
-        Ok((file, bytes, names)) => match sync_and_rename(file, &names) {
+        Ok((file, bytes, names)) => match sync_and_rename(file, dir, &names) {
             Ok(()) => Outcome::Written {
                 path: names.path,
                 bytes,
@@ -658,15 +671,30 @@ fn write_image(req: &ckpt_protocol::CheckpointRequest) -> std::result::Result<Wr
 }
 
 /// Makes the image durable under its final name.
-fn sync_and_rename(file: std::fs::File, n: &Names) -> std::result::Result<(), String> {
-    file.sync_all()
-        .map_err(|e| format!("fsync {}: {e}", n.tmp))?;
+/// Syncs the image, renames it to its name and syncs its directory `dir`
+/// (opened before the program ran again); both are closed and no longer
+/// kept from the program's close_range when it returns.
+fn sync_and_rename(
+    file: std::fs::File,
+    dir: Option<std::fs::File>,
+    n: &Names,
+) -> std::result::Result<(), String> {
+    let synced = file.sync_all();
     drop(file);
-    std::fs::rename(&n.tmp, &n.path).map_err(|e| format!("rename {}: {e}", n.tmp))?;
-    if let Ok(d) = std::fs::File::open(&n.dir) {
-        let _ = d.sync_all();
+    crate::interpose::keep_fd(0, -1);
+    let renamed = synced
+        .map_err(|e| format!("fsync {}: {e}", n.tmp))
+        .and_then(|()| {
+            std::fs::rename(&n.tmp, &n.path).map_err(|e| format!("rename {}: {e}", n.tmp))
+        });
+    if let Some(d) = dir {
+        if renamed.is_ok() {
+            let _ = d.sync_all();
+        }
+        drop(d);
     }
-    Ok(())
+    crate::interpose::keep_fd(1, -1);
+    renamed
 }
 
 /// Writes the image to `tmp`; returns the file (not synced), its size and

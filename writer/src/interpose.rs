@@ -23,7 +23,7 @@
 //! exec waits until a checkpoint of this process is reported (the exec
 //! would end the checkpoint thread).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::suspend::SIGNO;
 
@@ -37,6 +37,7 @@ static REAL_SIGWAITINFO: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGTIMEDWAIT: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNALFD: AtomicUsize = AtomicUsize::new(0);
 static REAL_INOTIFY_ADD_WATCH: AtomicUsize = AtomicUsize::new(0);
+static REAL_CLOSE_RANGE: AtomicUsize = AtomicUsize::new(0);
 static REAL_SYSCALL: AtomicUsize = AtomicUsize::new(0);
 static REAL_CLONE: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
@@ -67,6 +68,7 @@ type SigtimedwaitFn =
     unsafe extern "C" fn(*const libc::sigset_t, *mut libc::siginfo_t, *const libc::timespec) -> i32;
 type SignalfdFn = unsafe extern "C" fn(i32, *const libc::sigset_t, i32) -> i32;
 type InotifyAddWatchFn = unsafe extern "C" fn(i32, *const libc::c_char, u32) -> i32;
+type CloseRangeFn = unsafe extern "C" fn(u32, u32, i32) -> i32;
 type SyscallFn = unsafe extern "C" fn(
     libc::c_long,
     libc::c_long,
@@ -694,6 +696,81 @@ pub fn init() {
     resolve(&REAL_FEXECVE, b"fexecve\0");
     resolve(&REAL_POSIX_SPAWN, b"posix_spawn\0");
     resolve(&REAL_POSIX_SPAWNP, b"posix_spawnp\0");
+    resolve(&REAL_CLOSE_RANGE, b"close_range\0");
     // SAFETY: registering plain extern "C" handlers.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+}
+
+/// Fds the checkpoint thread holds open while the program runs (the image
+/// being synced, its directory): kept from the program's close_range.
+static KEPT: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+
+/// Keeps `fd` (in place `i`; -1: none) from the program's close_range.
+pub fn keep_fd(i: usize, fd: i32) {
+    KEPT[i].store(fd, Ordering::SeqCst);
+}
+
+/// The writer's own fds (coordinator socket, log, those kept), in
+/// ascending order (u32::MAX: none).
+fn own_fds() -> [u32; 5] {
+    let mut fds = [
+        crate::config::SOCK_FD.load(Ordering::SeqCst),
+        crate::config::RESERVED_SOCK_FD.load(Ordering::SeqCst),
+        crate::sys::LOG_FD.load(Ordering::SeqCst),
+        KEPT[0].load(Ordering::SeqCst),
+        KEPT[1].load(Ordering::SeqCst),
+    ]
+    .map(|fd| if fd < 0 { u32::MAX } else { fd as u32 });
+    fds.sort_unstable();
+    fds
+}
+
+/// close_range(2) (glibc's wrapper): the range less the writer's own fds.
+/// A program that closes every fd it did not open (daemons, closefrom(3)
+/// before its work) would close the coordinator socket, and leave
+/// checkpoint control unseen. Other flags (CLOSE_RANGE_CLOEXEC,
+/// CLOSE_RANGE_UNSHARE) apply to each piece. A loop of close(2) is not
+/// covered (close is not wrapped: too hot).
+///
+/// # Safety
+/// Same contract as close_range(2).
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: u32, last: u32, flags: i32) -> i32 {
+    let f = resolve(&REAL_CLOSE_RANGE, b"close_range\0");
+    if f == 0 {
+        // SAFETY: errno is thread-local.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
+    }
+    // SAFETY: libc's close_range.
+    let real = unsafe { std::mem::transmute::<usize, CloseRangeFn>(f) };
+    let mut lo = first;
+    for k in own_fds() {
+        if k == u32::MAX || k < lo || k > last {
+            continue;
+        }
+        if k > lo {
+            // SAFETY: a sub-range of the caller's range.
+            let r = unsafe { real(lo, k - 1, flags) };
+            if r != 0 {
+                return r;
+            }
+        }
+        lo = k + 1;
+    }
+    if lo > last || lo < first {
+        return 0;
+    }
+    // SAFETY: what is left of the caller's range.
+    unsafe { real(lo, last, flags) }
+}
+
+/// closefrom(3): close_range from `lowfd`, the writer's own fds kept.
+///
+/// # Safety
+/// Same contract as closefrom(3).
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(lowfd: i32) {
+    // SAFETY: same contract.
+    unsafe { close_range(lowfd.max(0) as u32, u32::MAX, 0) };
 }

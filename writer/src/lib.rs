@@ -113,7 +113,7 @@ pub fn notice_exec_outsider(program: &[u8], why: exec::Why) {
         sys::futex_wait(&WELCOMED, WELCOMED.load(Ordering::Acquire), 20);
     }
     let fd = config::SOCK_FD.load(Ordering::SeqCst);
-    if fd < 0 || WELCOMED.load(Ordering::Acquire) != pid as u32 {
+    if fd < 0 || WELCOMED.load(Ordering::Acquire) != pid as u32 || !is_our_socket(fd) {
         log!("not connected: the coordinator does not hear of it");
         return;
     }
@@ -364,7 +364,14 @@ fn ckpt_thread() {
     loop {
         let cfg = config::get();
         let fd = config::SOCK_FD.load(Ordering::SeqCst);
-        let end = if fd >= 0 && WELCOMED.load(Ordering::Acquire) == sys::getpid() as u32 {
+        let welcomed = fd >= 0 && WELCOMED.load(Ordering::Acquire) == sys::getpid() as u32;
+        if welcomed && !is_our_socket(fd) {
+            log!("the coordinator socket (fd {fd}) was closed by the program: connecting again");
+            WELCOMED.store(0, Ordering::Release);
+            config::SOCK_FD.store(-1, Ordering::SeqCst);
+            continue;
+        }
+        let end = if welcomed {
             // Started again by the coordinator's word.
             session(fd, &cfg, false)
         } else {
@@ -373,6 +380,7 @@ fn ckpt_thread() {
                     use std::os::fd::IntoRawFd;
                     failing = false;
                     let fd = keep_old_number(s).into_raw_fd();
+                    SOCK_INO.store(inode_of(fd), Ordering::SeqCst);
                     config::SOCK_FD.store(fd, Ordering::SeqCst);
                     session(fd, &cfg, true)
                 }
@@ -401,7 +409,7 @@ fn ckpt_thread() {
             End::Lost => {
                 WELCOMED.store(0, Ordering::Release);
                 let fd = config::SOCK_FD.swap(-1, Ordering::SeqCst);
-                if fd >= 0 {
+                if fd >= 0 && is_our_socket(fd) {
                     // SAFETY: closing our own coordinator socket.
                     unsafe { libc::close(fd) };
                 }
@@ -411,6 +419,31 @@ fn ckpt_thread() {
             }
         }
     }
+}
+
+/// Inode of the coordinator socket this process connected.
+static SOCK_INO: AtomicU64 = AtomicU64::new(0);
+
+/// `fd`'s inode if it is a socket (0 if not, or closed).
+fn inode_of(fd: i32) -> u64 {
+    // SAFETY: fstat into a zeroed stat on our stack.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return 0;
+        }
+        st.st_ino
+    }
+}
+
+/// Whether `fd` is still the coordinator socket this process connected: a
+/// program that closes every fd it did not open closes it too (and the
+/// coordinator sees the process leave), and its next open may get the
+/// number back for a file of its own, which must never be read, written
+/// or closed as the socket.
+fn is_our_socket(fd: i32) -> bool {
+    let ino = inode_of(fd);
+    ino != 0 && ino == SOCK_INO.load(Ordering::SeqCst)
 }
 
 /// One stretch of talk over the coordinator connection `fd`: the hello and
