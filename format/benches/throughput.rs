@@ -110,11 +110,11 @@ fn text_pages(n: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(n * PAGE + 64);
     while v.len() < n * PAGE {
         let r = rng.next();
-        if r % 11 == 0 {
+        if r.is_multiple_of(11) {
             v.extend_from_slice(format!("{} ", r >> 40).as_bytes());
         } else {
             v.extend_from_slice(WORDS[(r >> 8) as usize % WORDS.len()].as_bytes());
-            v.push(if r % 13 == 0 { b'\n' } else { b' ' });
+            v.push(if r.is_multiple_of(13) { b'\n' } else { b' ' });
         }
     }
     v.truncate(n * PAGE);
@@ -322,7 +322,7 @@ fn inspect_cold(path: &Path, how: &str, open: &dyn Fn(&Path) -> MappedImage) {
         after,
         total,
         (after - before) * PAGE / 1024,
-        total * PAGE >> 20,
+        (total * PAGE) >> 20,
         match (io0, io1) {
             (Some(a), Some(b)) => format!("{} KiB", (b - a) / 1024),
             _ => "unavailable".into(),

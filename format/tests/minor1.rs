@@ -39,7 +39,7 @@ fn a_timerfd_with_flags_and_ticks_needs_1_1_and_round_trips() {
     let b = encode(&s, &fd, 1).unwrap();
     let img = MappedImage::from_bytes(b.clone()).unwrap();
     assert_eq!(img.version(), (1, 1));
-    assert_eq!(img.fds(), &[fd.clone()]);
+    assert_eq!(img.fds(), std::slice::from_ref(&fd));
     assert!(validate_bytes(&b).is_valid());
     assert!(validate_reader(&b[..]).is_valid());
     let (meta, _) = decode_all(&b[..]).unwrap();

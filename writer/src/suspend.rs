@@ -105,7 +105,7 @@ pub extern "C" fn handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::
     // SAFETY: errno is this thread's TLS word.
     let errno = unsafe { *libc::__errno_location() };
     // SAFETY: the kernel's siginfo for this delivery.
-    let code = unsafe { (*info).si_code };
+    let code = unsafe { (*(info as *const libc::siginfo_t)).si_code };
     if (POLL_IN..=POLL_HUP).contains(&code) {
         // The coordinator socket (O_ASYNC) has a word for us.
         crate::on_coordinator_word();

@@ -52,7 +52,7 @@ fn named_note(out: &mut Vec<u8>, name: &[u8], kind: u32, desc: &[u8]) {
 fn xstate(img: &MappedImage, t: &Thread) -> Option<Vec<u8>> {
     let h = &img.header().host;
     let size = h.xsave_size as usize;
-    if t.xsave.len() < 576 || size < 576 || size > 1 << 20 {
+    if t.xsave.len() < 576 || !(576..=1 << 20).contains(&size) {
         return None;
     }
     let mut b = vec![0u8; size];
