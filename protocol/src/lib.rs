@@ -225,10 +225,20 @@ pub enum ToCoordinator {
         outsiders: Vec<Outsider>,
     },
     /// Worker (barrier): every user thread is stopped and what must be
-    /// drained is drained; waiting for [`ToClient::Write`].
+    /// drained is drained; waiting for [`ToClient::Write`]. Sent again,
+    /// with the new list, when `children` changes while it waits.
     Suspended {
         /// Generation of the checkpoint under way.
         generation: u64,
+        /// Virtual pids of its live children that are, or are about to
+        /// be, processes of the computation (forked with the writer, or
+        /// exec'd with it in `LD_PRELOAD`), connected or not: the
+        /// coordinator sends `Write` only once each of them is connected
+        /// (and so a member of the barrier) or has left this list, so
+        /// that no process of the computation runs while another's
+        /// state is read. Absent from older writers (empty).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        children: Vec<i32>,
     },
     /// Worker (barrier): the image's state (fds with pipe contents,
     /// memory) is read; the threads stay stopped until

@@ -71,6 +71,11 @@ struct Pending {
 /// checkpoint is abandoned and every member told to resume.
 const SUSPEND_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Longest wait, once every member is suspended, for the children they
+/// named in `Suspended` that have not connected yet; then the checkpoint
+/// goes on without them (as it did before members named them).
+const CHILDREN_WITHIN: Duration = Duration::from_secs(5);
+
 /// Where a checkpoint's barrier is: every member stops (`Suspend`), then
 /// every member captures and writes (`Write`), then all run again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +103,14 @@ struct Barrier {
     /// does not move to `Write` before they are in (see
     /// [`continue_stopped`]).
     continuing: Option<(Instant, usize)>,
+    /// The live children each member named in its last `Suspended`
+    /// (virtual pids on its host, in its pid namespace): the barrier
+    /// moves to `Write` only once each is a connected worker, so that no
+    /// process of the computation runs while the others are captured.
+    children: BTreeMap<u64, Vec<i32>>,
+    /// Since when every member is suspended and some of those children
+    /// are not connected yet; true once [`CHILDREN_WITHIN`] ran out.
+    awaiting: Option<(Instant, bool)>,
 }
 
 struct State {
@@ -569,6 +582,8 @@ fn start_checkpoint(
             started: Instant::now(),
             late: BTreeMap::new(),
             continuing: None,
+            children: BTreeMap::new(),
+            awaiting: None,
         });
     }
     st.pending = Some(pending);
@@ -591,6 +606,12 @@ fn advance_barrier(sh: &Shared, st: &mut State) {
     }
     let generation = p.generation;
     let n = b.members.len();
+    if b.phase == Phase::Suspend
+        && p.failures.is_empty()
+        && awaits_children(sh, generation, b, workers)
+    {
+        return;
+    }
     let msg = match b.phase {
         Phase::Released => return,
         Phase::Suspend if p.failures.is_empty() => {
@@ -655,9 +676,102 @@ fn advance_barrier(sh: &Shared, st: &mut State) {
     }
 }
 
+/// The children the members named that are not connected workers yet
+/// (the member's id, the child's virtual pid).
+fn unconnected_children(b: &Barrier, workers: &BTreeMap<u64, Worker>) -> Vec<(u64, i32)> {
+    let mut out = Vec::new();
+    for (id, pids) in &b.children {
+        let Some(parent) = workers.get(id) else {
+            continue;
+        };
+        for &pid in pids {
+            let connected = workers.values().any(|w| {
+                w.info.vpid == pid
+                    && w.info.host == parent.info.host
+                    && (w.info.pid_ns == parent.info.pid_ns
+                        || w.info.pid_ns == 0
+                        || parent.info.pid_ns == 0)
+            });
+            if !connected {
+                out.push((*id, pid));
+            }
+        }
+    }
+    out
+}
+
+/// Every member is suspended: whether the barrier must still wait for
+/// children they named that have not connected (a process forked, or a
+/// program exec'd, just before its parent stopped, whose writer is not
+/// connected yet; it runs meanwhile, and must stop before anything is
+/// captured). Gives up after [`CHILDREN_WITHIN`] (then `awaiting` says
+/// so, and [`barrier_timeout`] moves the barrier on).
+fn awaits_children(
+    sh: &Shared,
+    generation: u64,
+    b: &mut Barrier,
+    workers: &BTreeMap<u64, Worker>,
+) -> bool {
+    if matches!(b.awaiting, Some((_, true))) {
+        return false;
+    }
+    let missing = unconnected_children(b, workers);
+    if missing.is_empty() {
+        if let Some((since, _)) = b.awaiting.take() {
+            sh.debug(&format!(
+                "checkpoint {generation}: the children waited for connected in {} ms",
+                since.elapsed().as_millis()
+            ));
+        }
+        return false;
+    }
+    match b.awaiting {
+        Some((since, _)) if since.elapsed() >= CHILDREN_WITHIN => {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|(id, pid)| format!("{pid} (child of {})", worker_name(workers, *id)))
+                .collect();
+            sh.say(&format!(
+                "checkpoint {generation}: process(es) {} did not connect within {} s: going on without them (their parent's image names them)",
+                names.join(", "),
+                CHILDREN_WITHIN.as_secs()
+            ));
+            b.awaiting = Some((since, true));
+            false
+        }
+        Some(_) => true,
+        None => {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|(id, pid)| format!("{pid} (child of {})", worker_name(workers, *id)))
+                .collect();
+            sh.log_line(&format!(
+                "checkpoint {generation}: every member suspended; waiting for process(es) {} to connect",
+                names.join(", ")
+            ));
+            b.awaiting = Some((Instant::now(), false));
+            true
+        }
+    }
+}
+
 /// A member reached the barrier's current phase (`write`: it reported
-/// `Captured`, else `Suspended`).
-fn barrier_reached(sh: &Shared, st: &mut State, id: u64, generation: u64, write: bool) {
+/// `Captured`, else `Suspended`, naming `children`).
+fn barrier_reached(
+    sh: &Shared,
+    st: &mut State,
+    id: u64,
+    generation: u64,
+    write: bool,
+    children: Vec<i32>,
+) {
+    if let Some(b) = barrier_of(&mut st.pending, generation).filter(|_| !write) {
+        if children.is_empty() {
+            b.children.remove(&id);
+        } else {
+            b.children.insert(id, children);
+        }
+    }
     if !write && late_suspended(st, id, generation) {
         return;
     }
@@ -962,6 +1076,7 @@ fn barrier_leave(sh: &Shared, st: &mut State, id: u64) {
         b.members.remove(&id);
         b.left.remove(&id);
         b.late.remove(&id);
+        b.children.remove(&id);
     }
     advance_barrier(sh, st);
 }
@@ -979,6 +1094,14 @@ fn worker_name(workers: &BTreeMap<u64, Worker>, id: u64) -> String {
 fn barrier_timeout(sh: &Shared, st: &mut State) {
     let Some(p) = st.pending.as_mut() else { return };
     let Some(b) = p.barrier.as_mut() else { return };
+    // Children named by the members that did not connect in time.
+    if b.phase == Phase::Suspend
+        && b.awaiting
+            .is_some_and(|(since, gave_up)| !gave_up && since.elapsed() >= CHILDREN_WITHIN)
+    {
+        advance_barrier(sh, st);
+        return;
+    }
     // A late member that does not stop holds every other one stopped.
     let slow: Vec<u64> = b
         .late
@@ -1666,13 +1789,16 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                 let mut st = sh.lock();
                 note_outsiders(sh, &mut st, &info.host, None, vec![o]);
             }
-            Ok(Some(ToCoordinator::Suspended { generation })) => {
+            Ok(Some(ToCoordinator::Suspended {
+                generation,
+                children,
+            })) => {
                 let mut st = sh.lock();
                 sh.debug(&format!(
-                    "checkpoint {generation}: {}[{}] suspended",
+                    "checkpoint {generation}: {}[{}] suspended (children {children:?})",
                     info.program, info.vpid
                 ));
-                barrier_reached(sh, &mut st, id, generation, false);
+                barrier_reached(sh, &mut st, id, generation, false, children);
             }
             Ok(Some(ToCoordinator::Continued { generation, pids })) => {
                 let mut st = sh.lock();
@@ -1684,7 +1810,7 @@ fn worker(sh: &Shared, mut r: BufReader<TcpStream>, out: TcpStream, info: Worker
                     "checkpoint {generation}: {}[{}] captured",
                     info.program, info.vpid
                 ));
-                barrier_reached(sh, &mut st, id, generation, true);
+                barrier_reached(sh, &mut st, id, generation, true, Vec::new());
             }
             Ok(Some(ToCoordinator::CheckpointFailed { generation, reason })) => {
                 let mut st = sh.lock();

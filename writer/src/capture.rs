@@ -16,7 +16,7 @@ mod shm;
 mod sysv;
 mod tty;
 pub use fds::{fds, peers, set_peers, FdError, MAX_FILE_CONTENTS};
-pub use shm::assign as shared_memory;
+pub use shm::{assign as shared_memory, launch_tag};
 pub use sysv::capture as sysv_ipc;
 
 pub const PAGE: u64 = 4096;

@@ -226,6 +226,26 @@ fn test_fault() -> Option<Fault> {
     })
 }
 
+/// TEST ONLY: `CKPT_TEST_HOLD_CONNECT=FILE` (read with the rest of the
+/// environment in the constructor, `Config::hold_connect`) keeps the
+/// checkpoint thread from connecting to the coordinator while FILE
+/// exists, while the program runs: a process made just before a
+/// checkpoint whose writer is slow to connect, held as long as a test
+/// needs (tests/tests/late_join.rs). Unset: no effect, no file looked at.
+pub fn test_hold_connect(cfg: &config::Config) {
+    let Some(file) = &cfg.hold_connect else {
+        return;
+    };
+    let mut said = false;
+    while std::path::Path::new(file).exists() {
+        if !said {
+            log!("test hold (CKPT_TEST_HOLD_CONNECT): not connecting while {file} exists");
+            said = true;
+        }
+        sys::sleep_ms(10);
+    }
+}
+
 /// Runs a checkpoint; user threads run again when it returns (after
 /// `barrier` let them go).
 pub fn run(req: &ckpt_protocol::CheckpointRequest, barrier: &mut dyn Barrier) -> Outcome {

@@ -26,6 +26,9 @@ pub struct Config {
     /// (what an older writer gets; for tests and comparisons).
     pub no_barrier: bool,
     pub level: i32,
+    /// TEST ONLY: `CKPT_TEST_HOLD_CONNECT=FILE` (see
+    /// `checkpoint::test_hold_connect`).
+    pub hold_connect: Option<String>,
 }
 
 /// The settings behind a spinlock that fork_prepare also takes (a
@@ -291,6 +294,7 @@ pub fn init_from_env() -> Config {
         level: env("CKPT_ZSTD_LEVEL")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1),
+        hold_connect: env("CKPT_TEST_HOLD_CONNECT"),
     };
     open_log(&c.tmpdir, &c.prog);
     set(c.clone());

@@ -23,7 +23,9 @@ pub enum Why {
     SetId,
     /// Its environment has no LD_PRELOAD naming the writer.
     NoPreload,
-    /// The writer is not in its memory, for another reason.
+    /// The writer has not started in it yet: a program exec'd with it in
+    /// `LD_PRELOAD` whose loader has not mapped it, or not run its
+    /// constructor. It joins the computation once its writer connects.
     NotLoaded,
     /// The writer is in its memory but has no thread: a clone the writer
     /// did not see (an inline `syscall` instruction).
@@ -38,7 +40,7 @@ impl Why {
             Why::NoPreload => {
                 "its environment has no LD_PRELOAD with the writer (cleared before exec)"
             }
-            Why::NotLoaded => "the writer is not loaded in it",
+            Why::NotLoaded => "the writer has not started in it yet",
             Why::NoThread => {
                 "made by a clone the writer did not see (a raw syscall instruction): no checkpoint thread"
             }
@@ -166,57 +168,121 @@ pub struct Outsider {
     pub why: Why,
 }
 
+/// What a live child of this process is, for checkpoint control.
+enum Child {
+    /// It exited (a zombie) or is on its way out (no memory left).
+    Gone,
+    /// It holds the writer, started as its own (a fork child, or a
+    /// program exec'd with it), or it is a program exec'd with the writer
+    /// in `LD_PRELOAD` that the loader has not mapped yet
+    /// (`Why::NotLoaded`): its writer is, or soon will be, connected.
+    Controlled(Option<Outsider>),
+    /// It cannot carry the writer.
+    Outside(Outsider),
+}
+
+fn child(pid: i32) -> Child {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return Child::Gone;
+    };
+    let (Some(open), Some(close)) = (
+        stat.iter().position(|&b| b == b'('),
+        stat.iter().rposition(|&b| b == b')'),
+    ) else {
+        return Child::Gone;
+    };
+    if matches!(stat.get(close + 2), Some(b'Z' | b'X')) || open >= close {
+        return Child::Gone;
+    }
+    let program = String::from_utf8_lossy(&stat[open + 1..close]).into_owned();
+    let why = match std::fs::read(format!("/proc/{pid}/maps")) {
+        Ok(m) if m.windows(WRITER.len()).any(|w| w == WRITER) => match writer_state(pid, &m) {
+            Writer::Started => return Child::Controlled(None),
+            Writer::Starting => Why::NotLoaded,
+            Writer::Copy => Why::NoThread,
+        },
+        // A process we may not trace: its ids changed at exec.
+        Err(_) => Why::SetId,
+        Ok(m) if m.is_empty() => return Child::Gone,
+        Ok(_) => {
+            use std::os::unix::ffi::OsStrExt;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            match exe.and_then(|e| program_why(e.as_os_str().as_bytes(), 0)) {
+                Some(w) => w,
+                None if !env_has_writer(env.split(|&b| b == 0)) => Why::NoPreload,
+                None => Why::NotLoaded,
+            }
+        }
+    };
+    let o = Outsider { pid, program, why };
+    if why == Why::NotLoaded {
+        Child::Controlled(Some(o))
+    } else {
+        Child::Outside(o)
+    }
+}
+
 /// This process's live children whose memory holds no writer (read from
 /// /proc at checkpoint time, while every process of the computation is
 /// stopped), in pid order.
 pub fn outsiders() -> Vec<Outsider> {
     crate::capture::children()
         .into_iter()
-        .filter_map(|pid| {
-            let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-            let close = stat.iter().rposition(|&b| b == b')')?;
-            if stat.get(close + 2) == Some(&b'Z') {
-                return None;
-            }
-            let open = stat.iter().position(|&b| b == b'(')?;
-            let program = String::from_utf8_lossy(&stat[open + 1..close]).into_owned();
-            let why = match std::fs::read(format!("/proc/{pid}/maps")) {
-                Ok(m) if m.windows(WRITER.len()).any(|w| w == WRITER) => {
-                    if writer_started(pid, &m) {
-                        return None;
-                    }
-                    Why::NoThread
-                }
-                // A process we may not trace: its ids changed at exec.
-                Err(_) => Why::SetId,
-                Ok(m) if m.is_empty() => return None,
-                Ok(_) => {
-                    use std::os::unix::ffi::OsStrExt;
-                    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-                    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-                    match exe.and_then(|e| program_why(e.as_os_str().as_bytes(), 0)) {
-                        Some(w) => w,
-                        None if !env_has_writer(env.split(|&b| b == 0)) => Why::NoPreload,
-                        None => Why::NotLoaded,
-                    }
-                }
-            };
-            Some(Outsider { pid, program, why })
+        .filter_map(|pid| match child(pid) {
+            Child::Outside(o) | Child::Controlled(Some(o)) => Some(o),
+            Child::Gone | Child::Controlled(None) => None,
         })
         .collect()
 }
 
-/// Whether `pid`'s writer started as that process's: a child forked by
-/// glibc ran the writer's atfork handler before fork() returned in it, an
-/// exec'd program its constructor, and both put the process's pid in
-/// `WRITER_PID`; a copy of this process made by a clone nobody saw holds
-/// its parent's. (The checkpoint thread, which told them apart before, now
-/// ends between checkpoints.) Read from the child's memory at the address
-/// `WRITER_PID` has in its mapping of the library.
-fn writer_started(pid: i32, maps: &[u8]) -> bool {
+/// This process's live children that are, or are about to be, processes
+/// of its computation under checkpoint control, connected to the
+/// coordinator or not yet: fork children (the writer started in them
+/// before fork() returned) and programs exec'd with the writer in
+/// `LD_PRELOAD`, whose environment names this computation's
+/// coordinator ([`crate::capture::launch_tag`]). Reported with
+/// `Suspended`: the coordinator lets no process read its state before
+/// each of them has connected and stopped (or has left this list), so
+/// that none of them runs on, unseen, while the others are captured
+/// (a compiler exec'd just before the cut wrote into a pipe whose bytes
+/// its reader had already saved, then was captured with that pipe
+/// closed; or it was never captured, and its parent's waitpid() failed
+/// with ECHILD after a restart). In pid order.
+pub fn joining() -> Vec<i32> {
+    let mine = crate::capture::launch_tag("thread-self");
+    crate::capture::children()
+        .into_iter()
+        .filter(|&pid| {
+            matches!(child(pid), Child::Controlled(_))
+                && crate::capture::launch_tag(&pid.to_string()) == mine
+        })
+        .collect()
+}
+
+/// How far the writer got in a process whose memory holds it.
+enum Writer {
+    /// It started as that process's: a child forked by glibc ran the
+    /// writer's atfork handler before fork() returned in it, an exec'd
+    /// program its constructor, and both put the process's pid in
+    /// `WRITER_PID`.
+    Started,
+    /// Not yet: an exec'd program whose loader mapped the writer but has
+    /// not run its constructor (`WRITER_PID` still 0, or not mapped yet).
+    Starting,
+    /// Never: a copy of this process made by a clone nobody saw holds its
+    /// parent's `WRITER_PID`.
+    Copy,
+}
+
+/// Where `pid`'s writer is ([`Writer`]). (The checkpoint thread, which
+/// told them apart before, now ends between checkpoints.) Read from the
+/// child's memory at the address `WRITER_PID` has in its mapping of the
+/// library.
+fn writer_state(pid: i32, maps: &[u8]) -> Writer {
     let ours = std::fs::read("/proc/self/maps").unwrap_or_default();
     let (Some(theirs), Some(ours)) = (writer_base(maps), writer_base(&ours)) else {
-        return false;
+        return Writer::Copy;
     };
     let addr = std::ptr::addr_of!(crate::WRITER_PID) as u64 - ours + theirs;
     let mut v = 0i32;
@@ -230,7 +296,12 @@ fn writer_started(pid: i32, maps: &[u8]) -> bool {
     };
     // SAFETY: reads 4 bytes of the child's memory into our local `v`.
     let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    n == 4 && v == pid
+    match v {
+        _ if n != 4 => Writer::Starting,
+        0 => Writer::Starting,
+        v if v == pid => Writer::Started,
+        _ => Writer::Copy,
+    }
 }
 
 /// Where the writer library is loaded in a process, from its maps: the

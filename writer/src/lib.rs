@@ -375,6 +375,7 @@ fn ckpt_thread() {
             // Started again by the coordinator's word.
             session(fd, &cfg, false)
         } else {
+            checkpoint::test_hold_connect(&cfg);
             match connect(&cfg) {
                 Ok(s) => {
                     use std::os::fd::IntoRawFd;
@@ -562,8 +563,32 @@ impl CoordBarrier<'_, '_> {
         if let Err(e) = send(self.s, msg) {
             return BarrierWord::Lost(format!("telling the coordinator: {e}"));
         }
+        // The children the coordinator waits for are looked at again while
+        // no word comes: one that ends before it connects leaves the list.
+        let mut children = match msg {
+            ToCoordinator::Suspended { children, .. } => children.clone(),
+            _ => Vec::new(),
+        };
+        let since = std::time::Instant::now();
         let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
         let word = loop {
+            if !children.is_empty() && self.r.buffer().is_empty() && !self.word_within(50) {
+                if since.elapsed() >= BARRIER_WAIT {
+                    break BarrierWord::Lost("no word from the coordinator".into());
+                }
+                let now = exec::joining();
+                if now != children {
+                    children = now;
+                    let again = ToCoordinator::Suspended {
+                        generation: self.generation,
+                        children: children.clone(),
+                    };
+                    if let Err(e) = send(self.s, &again) {
+                        break BarrierWord::Lost(format!("telling the coordinator: {e}"));
+                    }
+                }
+                continue;
+            }
             match ckpt_protocol::recv::<_, ToClient>(&mut *self.r) {
                 Ok(Some(ToClient::Write { generation, peers }))
                     if write && generation == self.generation =>
@@ -609,12 +634,25 @@ impl CoordBarrier<'_, '_> {
         let _ = self.s.set_read_timeout(None);
         word
     }
+
+    /// Whether the coordinator's next message (or the connection's end)
+    /// arrives within `ms` milliseconds (peeked, not read).
+    fn word_within(&self, ms: u64) -> bool {
+        let _ = self
+            .s
+            .set_read_timeout(Some(std::time::Duration::from_millis(ms)));
+        let quiet = matches!(self.s.peek(&mut [0u8; 1]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+        let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
+        !quiet
+    }
 }
 
 impl checkpoint::Barrier for CoordBarrier<'_, '_> {
     fn suspended(&mut self) -> Result<(), String> {
         let msg = ToCoordinator::Suspended {
             generation: self.generation,
+            children: exec::joining(),
         };
         match self.exchange(&msg, true) {
             BarrierWord::Go => Ok(()),

@@ -173,7 +173,7 @@ fn others(me: i32, writer: Option<(u64, u64)>, below: bool) -> Vec<(i32, Vec<Lin
 /// the coordinator and secret variables `ckpt launch` put in the
 /// environment every process of the computation inherited (a restart
 /// brings the same environment back), as `/proc/PID/environ` shows it.
-fn launch_tag(pid: &str) -> Vec<u8> {
+pub fn launch_tag(pid: &str) -> Vec<u8> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     let mut tag = Vec::new();
     for v in env.split(|&b| b == 0) {
