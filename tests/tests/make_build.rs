@@ -12,6 +12,13 @@
 //! join, a compiler started just before the cut is missing from the
 //! restart and make waits for it forever.
 //!
+//! Every object is built whatever its time stamp (FORCE): the file
+//! system is not part of a checkpoint, and a compile the build started
+//! after the checkpoint, cut by the kill, leaves a truncated f<i>.o newer
+//! than f<i>.c, which the restored make (that has not built it yet) would
+//! otherwise take as up to date; a make killed and run again does the
+//! same.
+//!
 //! `cc -pipe`: cc1 hands its assembly to as through a pipe (restored
 //! with the bytes in flight). Without it cc1 writes a temporary file that
 //! gcc deletes once assembled, and the run that goes on after the
@@ -46,7 +53,8 @@ fn project(dir: &Path) {
         "OBJS := $(patsubst %.c,%.o,$(sort $(wildcard *.c)))\n\
          all: prog\n\t./prog\n\
          prog: $(OBJS)\n\tcc -o $@ $^\n\
-         %.o: %.c\n\tsleep 0.4\n\tcc -pipe -c $< -o $@\n",
+         %.o: %.c FORCE\n\tsleep 0.4\n\tcc -pipe -c $< -o $@\n\
+         FORCE:\n",
     )
     .unwrap();
 }
