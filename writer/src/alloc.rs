@@ -1,9 +1,10 @@
 //! The writer's own allocator: never libc malloc.
 //!
 //! Main arena: 16 MiB mmap'd blocks, bump allocation, power-of-two size
-//! classes with free lists, big blocks mmap'd directly; a spinlock that only
-//! writer threads take (user threads never call into Rust code that
-//! allocates). Scratch arena: one big reservation, lock-free bump, used by
+//! classes with free lists, big blocks mmap'd directly; a spinlock, which a
+//! program thread in the writer's code (exec and spawn wrappers, fork
+//! handlers) takes with the checkpoint signal blocked once the process is
+//! connected, so that no thread is ever stopped holding it. Scratch arena: one big reservation, lock-free bump, used by
 //! every allocation while `SCRATCH_MODE` is on (the write phase), reset per
 //! checkpoint and left out of the image. While scratch mode is on, frees of
 //! main-arena blocks are ignored so the main arena is frozen while it is read.
@@ -37,16 +38,44 @@ static mut MAIN: Main = Main {
 };
 static BIG_MAPPED: AtomicUsize = AtomicUsize::new(0);
 
-fn lock() {
+thread_local! {
+    /// Set in the writer's own threads (`mark_writer_thread`).
+    static WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The calling thread is one of the writer's (checkpoint thread, worker).
+pub fn mark_writer_thread() {
+    WRITER_THREAD.with(|w| w.set(true));
+}
+
+/// Takes the arena lock. A program thread in the writer's code (an exec
+/// or spawn wrapper, a fork handler) takes it with the checkpoint signal
+/// blocked: stopped or held in the handler while holding it, it would
+/// leave the checkpoint thread spinning on it (forever, for a stopped
+/// one). Returns the mask to put back (None: unchanged).
+fn lock() -> Option<u64> {
+    // Before this process is connected (the constructor, a fork child's
+    // handler) no checkpoint can stop it: no system call then.
+    let old = (crate::welcomed() && !WRITER_THREAD.with(|w| w.get())).then(|| {
+        let bit = 1u64 << (crate::suspend::SIGNO.load(Ordering::Relaxed) - 1);
+        sys::sigmask(libc::SIG_BLOCK, Some(bit))
+    });
+    lock_raw();
+    old
+}
+fn unlock(old: Option<u64>) {
+    LOCK.store(false, Ordering::Release);
+    if let Some(m) = old {
+        sys::sigmask(libc::SIG_SETMASK, Some(m));
+    }
+}
+fn lock_raw() {
     while LOCK
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
         std::hint::spin_loop();
     }
-}
-fn unlock() {
-    LOCK.store(false, Ordering::Release);
 }
 
 fn class_of(size: usize) -> Option<usize> {
@@ -119,7 +148,7 @@ unsafe impl GlobalAlloc for WriterAlloc {
         let need = l.size().max(l.align());
         match class_of(need) {
             Some(c) => {
-                lock();
+                let mask = lock();
                 // SAFETY: MAIN is only touched under LOCK.
                 let m = unsafe { &mut *std::ptr::addr_of_mut!(MAIN) };
                 let p = if m.free[c] != 0 {
@@ -133,7 +162,7 @@ unsafe impl GlobalAlloc for WriterAlloc {
                     if m.cur == 0 || start + sz > m.end {
                         let b = sys::mmap_anon(BLOCK, 0);
                         if b.is_null() {
-                            unlock();
+                            unlock(mask);
                             return std::ptr::null_mut();
                         }
                         m.cur = b as usize;
@@ -143,7 +172,7 @@ unsafe impl GlobalAlloc for WriterAlloc {
                     m.cur = start + sz;
                     start
                 };
-                unlock();
+                unlock(mask);
                 p as *mut u8
             }
             None => {
@@ -168,14 +197,14 @@ unsafe impl GlobalAlloc for WriterAlloc {
         let need = l.size().max(l.align());
         match class_of(need) {
             Some(c) => {
-                lock();
+                let mask = lock();
                 // SAFETY: MAIN is only touched under LOCK; p is a block of class c.
                 unsafe {
                     let m = &mut *std::ptr::addr_of_mut!(MAIN);
                     *(p as *mut usize) = m.free[c];
                     m.free[c] = p as usize;
                 }
-                unlock();
+                unlock(mask);
             }
             None => sys::munmap(p as u64, ((need + 4095) & !4095) as u64),
         }
@@ -217,10 +246,11 @@ unsafe impl GlobalAlloc for WriterAlloc {
     }
 }
 
-/// Held across fork so the child never inherits a locked arena.
+/// Held across fork so the child never inherits a locked arena (the fork
+/// handlers block the checkpoint signal themselves).
 pub fn fork_lock() {
-    lock();
+    lock_raw();
 }
 pub fn fork_unlock() {
-    unlock();
+    LOCK.store(false, Ordering::Release);
 }

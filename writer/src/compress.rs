@@ -235,6 +235,7 @@ pub fn wait_ack(timeout_ms: u64) -> bool {
 /// A worker's life. Slot `1 + k` holds its thread record.
 pub fn worker(k: usize) {
     sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
+    crate::alloc::mark_writer_thread();
     // The generation is read before the tid is published: the checkpoint
     // thread sends its first command once it sees the tid.
     let mut seen = WORK_GEN.load(Ordering::Acquire);

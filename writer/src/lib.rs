@@ -57,6 +57,12 @@ static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
 /// none): only then may another thread add a message to it.
 static WELCOMED: AtomicU32 = AtomicU32::new(0);
 
+/// Whether this process's writer is connected and welcomed (checkpoints
+/// can come).
+pub fn welcomed() -> bool {
+    WELCOMED.load(Ordering::Acquire) == WRITER_PID.load(Ordering::Relaxed) as u32
+}
+
 /// Before exec or at exit: waits (up to 10 s) until this process's
 /// checkpoint, if one is under way, is reported to the coordinator.
 pub fn wait_for_reply() {
@@ -360,6 +366,7 @@ enum End {
 
 fn ckpt_thread() {
     sys::sigmask(libc::SIG_SETMASK, Some(!0u64));
+    alloc::mark_writer_thread();
     let mut failing = false;
     loop {
         let cfg = config::get();
