@@ -27,7 +27,7 @@
 //! does not offer what is needed, the writer falls back on pthreads.
 //! doc/design.md, "The writer's threads between checkpoints".
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys;
 
@@ -55,8 +55,21 @@ static START_F: [AtomicUsize; NBLOCKS] = [const { AtomicUsize::new(0) }; NBLOCKS
 static START_ARG: [AtomicUsize; NBLOCKS] = [const { AtomicUsize::new(0) }; NBLOCKS];
 static START_NAME: [AtomicUsize; NBLOCKS] = [const { AtomicUsize::new(0) }; NBLOCKS];
 /// The CPUs the program started on: our threads run there, not on the one
-/// CPU a program thread pinned itself to and started them from.
-static AFFINITY: std::sync::Mutex<Option<libc::cpu_set_t>> = std::sync::Mutex::new(None);
+/// CPU a program thread pinned itself to and started them from. Written
+/// once in the constructor, read as words (no lock a fork could copy
+/// held); all zero: unknown.
+const AFFINITY_WORDS: usize = std::mem::size_of::<libc::cpu_set_t>() / 8;
+static AFFINITY: [AtomicU64; AFFINITY_WORDS] = [const { AtomicU64::new(0) }; AFFINITY_WORDS];
+
+/// The start-up CPU set, if known.
+fn affinity() -> Option<libc::cpu_set_t> {
+    let words: [u64; AFFINITY_WORDS] = std::array::from_fn(|i| AFFINITY[i].load(Ordering::Acquire));
+    if words.iter().all(|&w| w == 0) {
+        return None;
+    }
+    // SAFETY: cpu_set_t is a plain bit array of exactly these words.
+    Some(unsafe { std::mem::transmute::<[u64; AFFINITY_WORDS], libc::cpu_set_t>(words) })
+}
 
 type StaticInfo = unsafe extern "C" fn(*mut usize, *mut usize);
 type AllocateTls = unsafe extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;
@@ -151,7 +164,10 @@ pub fn init() -> bool {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            *AFFINITY.lock().unwrap_or_else(|p| p.into_inner()) = Some(set);
+            let words = std::mem::transmute::<libc::cpu_set_t, [u64; AFFINITY_WORDS]>(set);
+            for (a, w) in AFFINITY.iter().zip(words) {
+                a.store(w, Ordering::Release);
+            }
         }
     }
     TID_OFFSET.store(tid_off, Ordering::Release);
@@ -164,7 +180,7 @@ pub fn init() -> bool {
 
 /// The CPUs the program started on, counted (at least 1).
 pub fn cpus() -> usize {
-    match *AFFINITY.lock().unwrap_or_else(|p| p.into_inner()) {
+    match affinity() {
         // SAFETY: counting bits of an initialised set.
         Some(set) => (unsafe { libc::CPU_COUNT(&set) } as usize).max(1),
         None => sys::cpus_allowed(),
@@ -204,7 +220,7 @@ extern "C" fn entry(p: *mut libc::c_void) -> libc::c_int {
     unsafe {
         libc::prctl(libc::PR_SET_NAME, name);
         libc::uselocale(C_LOCALE.load(Ordering::Acquire) as libc::locale_t);
-        if let Some(set) = *AFFINITY.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(set) = affinity() {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
