@@ -371,7 +371,7 @@ fn ckpt_thread() {
     loop {
         let cfg = config::get();
         let fd = config::SOCK_FD.load(Ordering::SeqCst);
-        let welcomed = fd >= 0 && WELCOMED.load(Ordering::Acquire) == sys::getpid() as u32;
+        let welcomed = fd >= 0 && welcomed();
         if welcomed && !is_our_socket(fd) {
             log!("the coordinator socket (fd {fd}) was closed by the program: connecting again");
             WELCOMED.store(0, Ordering::Release);
@@ -491,15 +491,16 @@ fn arm_async(fd: i32) -> bool {
     ok
 }
 
-/// Whether `fd` has something to read (or hung up) right now.
-fn readable(fd: i32) -> bool {
+/// Whether `fd` has something to read (or hung up) within `ms`
+/// milliseconds (0: right now).
+fn readable(fd: i32, ms: i32) -> bool {
     let mut p = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one pollfd on our stack, no wait.
-    unsafe { libc::poll(&mut p, 1, 0) != 0 }
+    // SAFETY: one pollfd on our stack.
+    unsafe { libc::poll(&mut p, 1, ms) != 0 }
 }
 
 /// The connection goes to a high fd number; after a restart, to the old
@@ -579,7 +580,10 @@ impl CoordBarrier<'_, '_> {
         let since = std::time::Instant::now();
         let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
         let word = loop {
-            if !children.is_empty() && self.r.buffer().is_empty() && !self.word_within(50) {
+            if !children.is_empty()
+                && self.r.buffer().is_empty()
+                && !readable(self.s.as_raw_fd(), 50)
+            {
                 if since.elapsed() >= BARRIER_WAIT {
                     break BarrierWord::Lost("no word from the coordinator".into());
                 }
@@ -640,18 +644,6 @@ impl CoordBarrier<'_, '_> {
         };
         let _ = self.s.set_read_timeout(None);
         word
-    }
-
-    /// Whether the coordinator's next message (or the connection's end)
-    /// arrives within `ms` milliseconds (peeked, not read).
-    fn word_within(&self, ms: u64) -> bool {
-        let _ = self
-            .s
-            .set_read_timeout(Some(std::time::Duration::from_millis(ms)));
-        let quiet = matches!(self.s.peek(&mut [0u8; 1]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
-        let _ = self.s.set_read_timeout(Some(BARRIER_WAIT));
-        !quiet
     }
 }
 
@@ -754,11 +746,11 @@ fn handshake(s: &TcpStream, r: &mut BufReader<&TcpStream>, cfg: &config::Config)
 fn serve<'s>(s: &'s TcpStream, r: &mut BufReader<&'s TcpStream>, idle_exit: bool) -> End {
     let pid = sys::getpid();
     loop {
-        if idle_exit && r.buffer().is_empty() && !readable(s.as_raw_fd()) {
+        if idle_exit && r.buffer().is_empty() && !readable(s.as_raw_fd(), 0) {
             CKPT_RUNNING.store(0, Ordering::SeqCst);
             // A word that came after the look above found the thread still
             // running and started none: look again.
-            if !readable(s.as_raw_fd())
+            if !readable(s.as_raw_fd(), 0)
                 || CKPT_RUNNING
                     .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
